@@ -1,0 +1,14 @@
+/* cachesync: the whole public API of libcachesync. */
+#ifndef CACHESYNC_CACHESYNC_H
+#define CACHESYNC_CACHESYNC_H
+
+#include <cachesync/error.h>
+#include <cachesync/buf.h>
+#include <cachesync/digest.h>
+#include <cachesync/log.h>
+#include <cachesync/reference.h>
+#include <cachesync/manifest.h>
+#include <cachesync/registry.h>
+#include <cachesync/image.h>
+
+#endif

@@ -1,0 +1,57 @@
+/* cachesync: a client of one registry host speaking the OCI distribution API.
+ * Scheme: https with verification; plain http only for loopback hosts and hosts named as
+ * insecure (as dockerd does), decided once by probing GET /v2/. Authentication follows the
+ * registry's challenge with the Docker client's credentials. Every manifest and blob read
+ * is hashed and checked; the registry's digest header is never trusted. */
+#ifndef CACHESYNC_REGISTRY_H
+#define CACHESYNC_REGISTRY_H
+
+#include <stdint.h>
+#include <cachesync/buf.h>
+#include <cachesync/digest.h>
+#include <cachesync/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cs_registry_options {
+    const char *docker_config_dir;          /* NULL: $DOCKER_CONFIG, else ~/.docker */
+    const char *ca_file;                    /* extra CA bundle (--ca-cert), or NULL */
+    const char *const *insecure_registries; /* NULL-terminated host[:port] list, or NULL */
+} cs_registry_options;
+
+typedef struct cs_registry cs_registry;
+
+/** A client for DOMAIN, a reference's domain ("docker.io", "127.0.0.1:5000"). No I/O yet. */
+int cs_registry_new(cs_registry **out, const char *domain, const cs_registry_options *opts,
+                    cs_error **err);
+void cs_registry_free(cs_registry *r);
+
+/** The base URL in use once a request was made ("https://host:port"), else NULL. */
+const char *cs_registry_base_url(const cs_registry *r);
+
+/** GET /v2/: reachable, speaks the API, and which scheme. */
+int cs_registry_ping(cs_registry *r, cs_error **err);
+
+/** GET a manifest or index by tag or digest. OUT receives the exact bytes (capped at
+ * CS_MANIFEST_MAX), MEDIA_TYPE_OUT the Content-Type (malloc'd), DIGEST_OUT the sha256 of the
+ * bytes. When TARGET is a digest the bytes must hash to it (CS_EDIGEST otherwise). */
+int cs_registry_get_manifest(cs_buf *out, char **media_type_out,
+                             char digest_out[CS_DIGEST_STRLEN], cs_registry *r, const char *repo,
+                             const char *target, cs_error **err);
+
+/** HEAD a manifest: its digest (from Docker-Content-Digest), media type and size.
+ * CS_ENOTFOUND when absent. */
+int cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_STRLEN],
+                              int64_t *size_out, cs_registry *r, const char *repo,
+                              const char *target, cs_error **err);
+
+/** GET a small blob (a config) into memory, checking SIZE and DIGEST; MAX caps it. */
+int cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *digest,
+                         int64_t size, size_t max, cs_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+/* The command table, `help` and `version`. */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "cli_output.h"
+#include "cmd.h"
+
+static const char audit_usage[] =
+    "usage: cachesync audit REF [--raw manifest|config] [--format table|json]\n"
+    "\n"
+    "Show an image in a registry: its digest, platform, config, layers with the Dockerfile\n"
+    "step that made each, and whether it carries BuildKit inline cache metadata\n"
+    "(moby.buildkit.cache.v0).\n"
+    "\n"
+    "  --raw manifest   print the manifest (or index) REF names, byte for byte\n"
+    "  --raw config     print the image config for the platform, byte for byte\n"
+    "  --format FORMAT  table (default) or json\n"
+    "\n"
+    "Every byte printed was verified against its sha256 digest.\n";
+
+static const char version_usage[] = "usage: cachesync version\n\nPrint the version of "
+                                    "cachesync and of the libraries it uses.\n";
+
+static const char help_usage[] = "usage: cachesync help [COMMAND]\n";
+
+const cli_cmd cli_cmds[] = {
+    {"audit", cmd_audit, "show what a manifest and its cache cover", audit_usage},
+    {"version", cmd_version, "print version information", version_usage},
+    {"help", cmd_help, "show help for a command", help_usage},
+    {NULL, NULL, NULL, NULL},
+};
+
+const cli_cmd *
+cli_cmd_find(const char *name)
+{
+    const cli_cmd *c;
+
+    for (c = cli_cmds; c->name != NULL; c++) {
+        if (strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+void
+cli_print_usage(FILE *f)
+{
+    const cli_cmd *c;
+
+    fputs("usage: cachesync [global options] COMMAND [options] ARGS\n\ncommands:\n", f);
+    for (c = cli_cmds; c->name != NULL; c++)
+        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fputs("\nglobal options (before or after COMMAND):\n"
+          "  -q, --quiet                  print nothing but errors\n"
+          "  -v, --verbose                say more (twice: every HTTP request)\n"
+          "      --json                   print one JSON object on stdout\n"
+          "      --jobs N                 parallel transfers\n"
+          "      --platform OS/ARCH[/V]   platform to pick from an index (default: this host)\n"
+          "      --store DIR              local store (default $CACHESYNC_STORE or\n"
+          "                               $XDG_CACHE_HOME/cachesync)\n"
+          "      --docker-config DIR      Docker client config dir (default $DOCKER_CONFIG or\n"
+          "                               ~/.docker)\n"
+          "      --insecure-registry HOST plain HTTP or unverified TLS for HOST[:PORT]\n"
+          "      --ca-cert FILE           trust the CA certificates in FILE\n"
+          "\nexit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 authentication, 5 integrity\n",
+          f);
+}
+
+int
+cmd_help(int argc, char **argv)
+{
+    const cli_cmd *c;
+
+    if (argc < 2 || strcmp(argv[0], "help") != 0) {
+        cli_print_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    c = cli_cmd_find(argv[1]);
+    if (c == NULL)
+        return cli_usage("help", "unknown command \"%s\"", argv[1]);
+    fputs(c->usage, stdout);
+    return CLI_EXIT_OK;
+}
+
+int
+cmd_version(int argc, char **argv)
+{
+    curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    int r = cli_parse(argc, argv, "version", NULL, NULL, NULL);
+
+    if (r != 0)
+        return r < 0 ? CLI_EXIT_OK : r;
+    if (optind < argc)
+        return cli_usage("version", "unexpected argument \"%s\"", argv[optind]);
+    if (cli_g.json) {
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "version", PACKAGE_VERSION, "libcurl",
+                              cv->version, "openssl", OpenSSL_version(OPENSSL_VERSION),
+                              "jansson", JANSSON_VERSION, "zstd", ZSTD_versionString());
+
+        cli_print_json(o);
+        json_decref(o);
+        return CLI_EXIT_OK;
+    }
+    printf("cachesync %s\n", PACKAGE_VERSION);
+    printf("libcurl %s, %s, jansson %s, zstd %s\n", cv->version,
+           OpenSSL_version(OPENSSL_VERSION), JANSSON_VERSION, ZSTD_versionString());
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,421 @@
+/* Registry authentication: see auth.h. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "auth.h"
+#include "credentials.h"
+#include "error_int.h"
+#include "log_int.h"
+#include "www_auth.h"
+
+#define TOKEN_BODY_MAX (64u * 1024)
+/* Renew a token this many seconds before it expires, so a request never carries a token
+ * that dies in flight (regclient renews 5 s early; long uploads want more room). */
+#define TOKEN_EARLY_S 15
+#define MAX_TOKENS 64
+
+typedef enum { SCHEME_NONE, SCHEME_BASIC, SCHEME_BEARER } scheme;
+
+typedef struct token_entry {
+    char *scope; /* "" for no scope */
+    char *token;
+    time_t expires;
+} token_entry;
+
+struct csi_auth {
+    char *domain;
+    char *config_dir;
+    bool creds_loaded;
+    csi_credential cred;
+    scheme scheme;
+    char *realm, *service;
+    token_entry tokens[MAX_TOKENS];
+    size_t ntokens;
+    int failures; /* consecutive 401s since the last success, to stop retry loops */
+};
+
+void
+csi_auth_free_secret(char *s)
+{
+    if (s == NULL)
+        return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+int
+csi_auth_new(csi_auth **out, const char *domain, const char *config_dir, cs_error **err)
+{
+    csi_auth *a = calloc(1, sizeof(*a));
+
+    if (a == NULL)
+        return csi_error_oom(err);
+    a->domain = strdup(domain);
+    a->config_dir = config_dir ? strdup(config_dir) : NULL;
+    if (a->domain == NULL || (config_dir && a->config_dir == NULL)) {
+        csi_auth_free(a);
+        return csi_error_oom(err);
+    }
+    *out = a;
+    return 0;
+}
+
+static void
+tokens_clear(csi_auth *a)
+{
+    size_t i;
+
+    for (i = 0; i < a->ntokens; i++) {
+        free(a->tokens[i].scope);
+        csi_auth_free_secret(a->tokens[i].token);
+    }
+    a->ntokens = 0;
+}
+
+void
+csi_auth_free(csi_auth *a)
+{
+    if (a == NULL)
+        return;
+    tokens_clear(a);
+    csi_credential_dispose(&a->cred);
+    free(a->domain);
+    free(a->config_dir);
+    free(a->realm);
+    free(a->service);
+    free(a);
+}
+
+static int
+load_creds(csi_auth *a, cs_error **err)
+{
+    int ret;
+
+    if (a->creds_loaded)
+        return 0;
+    ret = csi_credential_load(&a->cred, a->config_dir, a->domain, err);
+    if (ret < 0)
+        return ret;
+    if (a->cred.helper != NULL) {
+        /* credential helpers (docker-credential-*) come with the credentials issue; until
+         * then say so instead of silently going anonymous */
+        return csi_error_set(err, CS_EUNSUPPORTED,
+                             "credentials for %s are kept by docker-credential-%s, which "
+                             "cachesync cannot ask yet",
+                             a->domain, a->cred.helper);
+    }
+    a->creds_loaded = true;
+    return 0;
+}
+
+bool
+csi_auth_has_credentials(csi_auth *a)
+{
+    return a->creds_loaded && (a->cred.username != NULL || a->cred.identity_token != NULL ||
+                               a->cred.registry_token != NULL);
+}
+
+/* "Authorization: Basic base64(user:password)" */
+static int
+basic_header(char **out, const csi_credential *c, cs_error **err)
+{
+    size_t ulen = strlen(c->username), plen = c->password ? strlen(c->password) : 0;
+    size_t raw_len = ulen + 1 + plen;
+    unsigned char *raw = NULL;
+    char *line = NULL;
+    int ret = 0;
+
+    raw = malloc(raw_len + 1);
+    line = malloc(sizeof("Authorization: Basic ") + 4 * ((raw_len + 2) / 3) + 1);
+    if (raw == NULL || line == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    memcpy(raw, c->username, ulen);
+    raw[ulen] = ':';
+    if (plen)
+        memcpy(raw + ulen + 1, c->password, plen);
+    strcpy(line, "Authorization: Basic ");
+    EVP_EncodeBlock((unsigned char *)line + strlen(line), raw, (int)raw_len);
+    *out = line;
+    line = NULL;
+out:
+    if (raw != NULL) {
+        OPENSSL_cleanse(raw, raw_len);
+        free(raw);
+    }
+    free(line);
+    return ret;
+}
+
+static token_entry *
+token_find(csi_auth *a, const char *scope)
+{
+    size_t i;
+
+    for (i = 0; i < a->ntokens; i++) {
+        if (strcmp(a->tokens[i].scope, scope) == 0)
+            return &a->tokens[i];
+    }
+    return NULL;
+}
+
+static int
+token_store(csi_auth *a, const char *scope, char *token, long expires_in, cs_error **err)
+{
+    token_entry *t = token_find(a, scope);
+
+    if (t == NULL) {
+        if (a->ntokens == MAX_TOKENS)
+            tokens_clear(a);
+        t = &a->tokens[a->ntokens];
+        t->scope = strdup(scope);
+        if (t->scope == NULL) {
+            csi_auth_free_secret(token);
+            return csi_error_oom(err);
+        }
+        t->token = NULL;
+        a->ntokens++;
+    }
+    csi_auth_free_secret(t->token);
+    t->token = token;
+    t->expires = time(NULL) + expires_in;
+    return 0;
+}
+
+/* GET <realm>?service=..&scope=.. with Basic credentials when we have them
+ * (distribution docs/spec/auth/token.md "Requesting a Token"). */
+static int
+fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, const char *scope,
+            cs_error **err)
+{
+    cs_buf url = CS_BUF_INIT;
+    char *basic = NULL;
+    const char *hdrs[2] = {NULL, NULL};
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    csi_token tok = {0};
+    int ret;
+
+    ret = cs_buf_puts(&url, a->realm, err);
+    if (ret == 0 && a->service != NULL) {
+        ret = cs_buf_puts(&url, strchr(a->realm, '?') ? "&service=" : "?service=", err);
+        if (ret == 0)
+            ret = csi_http_query_escape(&url, a->service, err);
+    }
+    if (ret == 0 && scope != NULL && *scope) {
+        ret = cs_buf_puts(&url, strchr(url.ptr, '?') ? "&scope=" : "?scope=", err);
+        if (ret == 0)
+            ret = csi_http_query_escape(&url, scope, err);
+    }
+    if (ret == 0 && a->cred.username != NULL) {
+        ret = cs_buf_puts(&url, "&account=", err);
+        if (ret == 0)
+            ret = csi_http_query_escape(&url, a->cred.username, err);
+        if (ret == 0)
+            ret = basic_header(&basic, &a->cred, err);
+        hdrs[0] = basic;
+    }
+    if (ret < 0)
+        goto out;
+    req.method = "GET";
+    req.url = url.ptr;
+    req.headers = hdrs;
+    req.max_body = TOKEN_BODY_MAX;
+    ret = csi_http_do(&resp, http, &req, err);
+    if (ret < 0) {
+        csi_error_wrap(err, "token for %s", a->domain);
+        goto out;
+    }
+    if (resp.status == 401 || resp.status == 403) {
+        if (a->cred.username != NULL)
+            ret = csi_error_http(err, CS_EAUTH, resp.status,
+                                 "%s: wrong username or password for %s (token server answered "
+                                 "HTTP %ld); run: docker login %s",
+                                 a->domain, a->cred.username, resp.status, a->domain);
+        else
+            ret = csi_error_http(err, CS_EAUTH, resp.status,
+                                 "%s: the token server refused anonymous access (HTTP %ld); "
+                                 "run: docker login %s",
+                                 a->domain, resp.status, a->domain);
+        goto out;
+    }
+    if (resp.status != 200) {
+        ret = csi_error_http(err, CS_EPROTO, resp.status,
+                             "%s: token server answered HTTP %ld", a->domain, resp.status);
+        goto out;
+    }
+    ret = csi_token_parse(&tok, resp.body.ptr, resp.body.len, err);
+    if (ret < 0) {
+        csi_error_wrap(err, "%s: token server", a->domain);
+        goto out;
+    }
+    *token_out = tok.token;
+    tok.token = NULL;
+    *expires_out = tok.expires_in;
+out:
+    csi_token_dispose(&tok);
+    csi_auth_free_secret(basic);
+    csi_http_resp_dispose(&resp);
+    cs_buf_dispose(&url);
+    return ret;
+}
+
+int
+csi_auth_header(char **out, csi_auth *a, csi_http *http, const char *scope, cs_error **err)
+{
+    token_entry *t;
+    char *token = NULL;
+    long expires_in = 0;
+    int ret;
+
+    *out = NULL;
+    if (scope == NULL)
+        scope = "";
+    switch (a->scheme) {
+    case SCHEME_NONE:
+        return 0;
+    case SCHEME_BASIC:
+        ret = load_creds(a, err);
+        if (ret < 0 || a->cred.username == NULL)
+            return ret;
+        return basic_header(out, &a->cred, err);
+    case SCHEME_BEARER:
+        break;
+    }
+    ret = load_creds(a, err);
+    if (ret < 0)
+        return ret;
+    t = token_find(a, scope);
+    if (t == NULL || t->expires - TOKEN_EARLY_S <= time(NULL)) {
+        if (a->cred.registry_token != NULL) {
+            token = strdup(a->cred.registry_token);
+            expires_in = 3600;
+            if (token == NULL)
+                return csi_error_oom(err);
+        } else {
+            ret = fetch_token(&token, &expires_in, a, http, scope, err);
+            if (ret < 0)
+                return ret;
+        }
+        ret = token_store(a, scope, token, expires_in, err);
+        if (ret < 0)
+            return ret;
+        t = token_find(a, scope);
+    }
+    if (asprintf(out, "Authorization: Bearer %s", t->token) < 0) {
+        *out = NULL;
+        return csi_error_oom(err);
+    }
+    return 0;
+}
+
+int
+csi_auth_challenge(csi_auth *a, const csi_http_resp *resp, const char *scope, bool https,
+                   cs_error **err)
+{
+    cs_buf joined = CS_BUF_INIT;
+    csi_challenge *ch = NULL;
+    const csi_challenge *bearer, *basic;
+    size_t nch = 0;
+    scheme before = a->scheme;
+    token_entry *t;
+    int ret;
+
+    ret = load_creds(a, err);
+    if (ret < 0)
+        return ret;
+    ret = csi_http_header_join(&joined, resp, "www-authenticate", err);
+    if (ret < 0)
+        goto out;
+    if (joined.len == 0) {
+        ret = csi_error_http(err, CS_EAUTH, resp->status,
+                             "%s answered HTTP 401 without a challenge", a->domain);
+        goto out;
+    }
+    ret = csi_www_auth_parse(&ch, &nch, joined.ptr, joined.len, err);
+    if (ret < 0) {
+        csi_error_wrap(err, "%s: WWW-Authenticate", a->domain);
+        goto out;
+    }
+    bearer = csi_challenge_find(ch, nch, "bearer");
+    basic = csi_challenge_find(ch, nch, "basic");
+    if (bearer != NULL) {
+        const char *realm = csi_challenge_param(bearer, "realm");
+        const char *service = csi_challenge_param(bearer, "service");
+
+        if (realm == NULL || (strncmp(realm, "https://", 8) != 0 &&
+                              strncmp(realm, "http://", 7) != 0)) {
+            ret = csi_error_set(err, CS_EPROTO, "%s: Bearer challenge without a usable realm",
+                                a->domain);
+            goto out;
+        }
+        /* A TLS registry must not send its credentials to a plain-HTTP token server
+         * (ggcr validateRealmURL). */
+        if (https && strncmp(realm, "https://", 8) != 0) {
+            ret = csi_error_set(err, CS_EAUTH,
+                                "%s: refusing token realm %.200s: not https for an https "
+                                "registry",
+                                a->domain, realm);
+            goto out;
+        }
+        free(a->realm);
+        free(a->service);
+        a->realm = strdup(realm);
+        a->service = service ? strdup(service) : NULL;
+        if (a->realm == NULL || (service && a->service == NULL)) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
+        a->scheme = SCHEME_BEARER;
+    } else if (basic != NULL) {
+        a->scheme = SCHEME_BASIC;
+    } else {
+        ret = csi_error_set(err, CS_EUNSUPPORTED, "%s: unsupported authentication scheme: %.80s",
+                            a->domain, joined.ptr);
+        goto out;
+    }
+    t = token_find(a, scope ? scope : "");
+    if (t != NULL)
+        t->expires = 0;
+    /* The first 401 teaches the scheme; a 401 after we answered it means the answer was
+     * wrong (Basic) or not enough (Bearer: the token lacks the rights). */
+    a->failures++;
+    if (a->scheme == before && a->failures > 1) {
+        if (a->scheme == SCHEME_BASIC && a->cred.username != NULL)
+            ret = csi_error_http(err, CS_EAUTH, 401,
+                                 "%s: wrong username or password for %s; run: docker login %s",
+                                 a->domain, a->cred.username, a->domain);
+        else if (a->cred.username == NULL)
+            ret = csi_error_http(err, CS_EAUTH, 401,
+                                 "%s requires authentication; run: docker login %s", a->domain,
+                                 a->domain);
+        else
+            ret = csi_error_http(err, CS_EAUTH, 401, "%s denied access to %s", a->domain,
+                                 scope && *scope ? scope : "the registry");
+        goto out;
+    }
+    if (a->scheme == SCHEME_BASIC && a->cred.username == NULL) {
+        ret = csi_error_http(err, CS_EAUTH, 401,
+                             "%s requires authentication; run: docker login %s", a->domain,
+                             a->domain);
+        goto out;
+    }
+    ret = 0;
+out:
+    csi_challenges_free(ch, nch);
+    cs_buf_dispose(&joined);
+    return ret;
+}
+
+void
+csi_auth_ok(csi_auth *a)
+{
+    a->failures = 0;
+}

@@ -1,0 +1,87 @@
+/* Internal HTTP client over libcurl: TLS verification on by default, redirects followed
+ * without sending Authorization to another host (libcurl >= 7.58 drops custom Authorization
+ * headers on a cross-host redirect; we never set CURLOPT_UNRESTRICTED_AUTH), capped bodies,
+ * retries with backoff on 408/429/5xx honouring Retry-After, connection reuse.
+ * Knows nothing of registries or image formats. */
+#ifndef CS_LIB_HTTP_H
+#define CS_LIB_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cachesync/buf.h>
+#include <cachesync/error.h>
+
+typedef struct csi_http csi_http;
+
+typedef struct csi_http_opts {
+    const char *ca_file;     /* extra CA bundle; NULL = the system's */
+    const char *client_cert; /* PEM client certificate for mutual TLS, or NULL */
+    const char *client_key;
+    bool insecure_tls;       /* skip certificate verification (--insecure-registry) */
+    const char *unix_socket; /* talk HTTP over this unix socket (Engine API) */
+    int max_retries;         /* retries of 408/429/5xx and dropped connections; -1 = default 4 */
+    long max_retry_wait_ms;  /* cap on one wait (Retry-After included); 0 = default 30 s */
+} csi_http_opts;
+
+/* Receives a 2xx body as it streams; return < 0 (and set *err) to abort the transfer. */
+typedef int (*csi_http_sink_fn)(void *payload, const char *data, size_t len, cs_error **err);
+
+typedef struct csi_http_req {
+    const char *method;          /* GET, HEAD, PUT, POST, PATCH, DELETE */
+    const char *url;
+    const char *const *headers;  /* NULL-terminated "Name: value" lines, or NULL */
+    const char *body;            /* request body, or NULL */
+    size_t body_len;
+    size_t max_body;             /* cap on a collected body; 0 = 1 MiB */
+    csi_http_sink_fn sink;       /* stream 2xx bodies here instead of collecting them */
+    void *sink_payload;
+    bool no_redirect;            /* do not follow redirects */
+    bool no_retry;               /* the caller retries itself */
+} csi_http_req;
+
+typedef struct csi_http_header {
+    char *name; /* lower case */
+    char *value;
+} csi_http_header;
+
+typedef struct csi_http_resp {
+    long status;
+    cs_buf body;              /* collected body (error bodies are kept even with a sink) */
+    csi_http_header *headers; /* of the final response, after redirects */
+    size_t nheaders;
+    char *url;                /* the effective URL after redirects */
+    uint64_t bytes_received;  /* body bytes of the final response */
+    int transport_error;      /* the CURLcode when csi_http_do failed with CS_ENET, else 0 */
+    bool tls_handshake_failed; /* the TLS handshake itself failed (peer may speak plain HTTP) */
+    bool tls_untrusted;       /* the peer's certificate did not verify */
+} csi_http_resp;
+
+int csi_http_new(csi_http **out, const csi_http_opts *opts, cs_error **err);
+void csi_http_free(csi_http *http);
+
+/* Perform REQ. Any HTTP status is a success here (resp->status tells); transport failures
+ * (connect, TLS, reset, timeout) are CS_ENET, a sink's failure is its own error. RESP must be
+ * zeroed or disposed before the call. */
+int csi_http_do(csi_http_resp *resp, csi_http *http, const csi_http_req *req, cs_error **err);
+void csi_http_resp_dispose(csi_http_resp *resp);
+
+/* The first header NAME (case-insensitive) of the final response, or NULL. */
+const char *csi_http_header_get(const csi_http_resp *resp, const char *name);
+/* All NAME headers joined by ", " into OUT (empty when none). */
+int csi_http_header_join(cs_buf *out, const csi_http_resp *resp, const char *name, cs_error **err);
+
+/* Milliseconds to wait from a Retry-After value (seconds or an HTTP date); -1 if unusable. */
+long csi_http_retry_after_ms(const char *value, long now);
+
+/* The host[:port] part of an absolute URL into OUT (size SIZE); false if none. */
+bool csi_http_url_host(char *out, size_t size, const char *url);
+
+/* Is HOST (as in a reference: "127.0.0.1:5000", "[::1]:5000", "localhost") on loopback? */
+bool csi_http_host_is_loopback(const char *host);
+
+/* Percent-encode S for a query parameter, appended to OUT. */
+int csi_http_query_escape(cs_buf *out, const char *s, cs_error **err);
+
+#endif

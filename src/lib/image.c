@@ -1,0 +1,118 @@
+/* Resolve a reference to an image: index -> platform manifest -> config. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cachesync/image.h>
+#include "error_int.h"
+
+/* Indexes may nest (image-index.md "SHOULD support"); a chain deeper than this is a loop
+ * or an attack. */
+#define MAX_INDEX_DEPTH 4
+
+void
+cs_image_free(cs_image *img)
+{
+    if (img == NULL)
+        return;
+    cs_buf_dispose(&img->top);
+    free(img->top_media_type);
+    cs_buf_dispose(&img->manifest);
+    cs_manifest_free(img->parsed);
+    cs_buf_dispose(&img->config);
+    cs_image_config_free(img->config_parsed);
+    free(img);
+}
+
+int
+cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const cs_platform *want,
+                 unsigned flags, cs_error **err)
+{
+    cs_platform host = {0};
+    cs_image *img;
+    cs_buf cur = CS_BUF_INIT;
+    char *cur_mt = NULL;
+    char cur_digest[CS_DIGEST_STRLEN];
+    cs_manifest *m = NULL;
+    int depth, ret;
+
+    img = calloc(1, sizeof(*img));
+    if (img == NULL)
+        return csi_error_oom(err);
+    if (want == NULL) {
+        ret = cs_platform_host(&host, err);
+        if (ret < 0)
+            goto out;
+        want = &host;
+    }
+    ret = cs_registry_get_manifest(&img->top, &img->top_media_type, img->top_digest, r, ref->path,
+                                   cs_reference_target(ref), err);
+    if (ret < 0)
+        goto out;
+    memcpy(cur_digest, img->top_digest, CS_DIGEST_STRLEN);
+    ret = cs_manifest_parse(&m, img->top.ptr, img->top.len, img->top_media_type, err);
+    if (ret < 0)
+        goto wrap;
+    ret = cs_buf_append(&cur, img->top.ptr, img->top.len, err);
+    if (ret < 0)
+        goto out;
+    for (depth = 0; m->kind == CS_MANIFEST_INDEX; depth++) {
+        const cs_descriptor *d = NULL;
+        char *digest;
+
+        if (depth == MAX_INDEX_DEPTH) {
+            ret = csi_error_set(err, CS_ELIMIT, "indexes nested more than %d deep",
+                                MAX_INDEX_DEPTH);
+            goto wrap;
+        }
+        ret = cs_manifest_select(&d, m, want, err);
+        if (ret < 0)
+            goto wrap;
+        digest = strdup(d->digest);
+        if (digest == NULL) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
+        cs_manifest_free(m);
+        m = NULL;
+        free(cur_mt);
+        cur_mt = NULL;
+        ret = cs_registry_get_manifest(&cur, &cur_mt, cur_digest, r, ref->path, digest, err);
+        free(digest);
+        if (ret < 0)
+            goto out;
+        ret = cs_manifest_parse(&m, cur.ptr, cur.len, cur_mt, err);
+        if (ret < 0)
+            goto wrap;
+        img->from_index = true;
+    }
+    img->manifest = cur;
+    memset(&cur, 0, sizeof(cur));
+    memcpy(img->manifest_digest, cur_digest, CS_DIGEST_STRLEN);
+    img->parsed = m;
+    m = NULL;
+    if (!(flags & CS_IMAGE_NO_CONFIG)) {
+        ret = cs_registry_get_blob(&img->config, r, ref->path, img->parsed->config.digest,
+                                   img->parsed->config.size, CS_CONFIG_MAX, err);
+        if (ret < 0)
+            goto out;
+        ret = cs_image_config_parse(&img->config_parsed, img->config.ptr, img->config.len, err);
+        if (ret < 0) {
+            csi_error_wrap(err, "config %s", img->parsed->config.digest);
+            goto out;
+        }
+    }
+    *out = img;
+    img = NULL;
+    goto out;
+wrap:
+    csi_error_wrap(err, "%s/%s@%s", ref->domain, ref->path, cur_digest);
+out:
+    cs_platform_dispose(&host);
+    cs_manifest_free(m);
+    cs_buf_dispose(&cur);
+    free(cur_mt);
+    cs_image_free(img);
+    return ret;
+}

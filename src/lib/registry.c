@@ -1,0 +1,486 @@
+/* OCI distribution API client (opencontainers/distribution-spec spec.md). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cachesync/manifest.h>
+#include <cachesync/registry.h>
+#include "auth.h"
+#include "error_int.h"
+#include "http.h"
+#include "json.h"
+#include "log_int.h"
+
+struct cs_registry {
+    char *domain;   /* as in the reference: picks credentials and names errors */
+    char *api_host; /* what we connect to: registry-1.docker.io for docker.io */
+    char *base;     /* "https://host" once decided */
+    bool insecure;  /* named by --insecure-registry */
+    bool loopback;
+    csi_http *http;
+    csi_auth *auth;
+};
+
+/* docker.io is an alias; the API lives on registry-1.docker.io (moby DefaultRegistryHost). */
+static const char *
+api_host_of(const char *domain)
+{
+    return strcmp(domain, "docker.io") == 0 ? "registry-1.docker.io" : domain;
+}
+
+int
+cs_registry_new(cs_registry **out, const char *domain, const cs_registry_options *opts,
+                cs_error **err)
+{
+    csi_http_opts hopts = {0};
+    cs_registry *r;
+    int ret;
+
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return csi_error_oom(err);
+    r->domain = strdup(domain);
+    r->api_host = strdup(api_host_of(domain));
+    if (r->domain == NULL || r->api_host == NULL) {
+        ret = csi_error_oom(err);
+        goto fail;
+    }
+    r->loopback = csi_http_host_is_loopback(r->api_host);
+    if (opts != NULL && opts->insecure_registries != NULL) {
+        for (const char *const *h = opts->insecure_registries; *h != NULL; h++) {
+            if (strcasecmp(*h, domain) == 0 || strcasecmp(*h, r->api_host) == 0)
+                r->insecure = true;
+        }
+    }
+    hopts.max_retries = -1;
+    hopts.ca_file = opts ? opts->ca_file : NULL;
+    hopts.insecure_tls = r->insecure;
+    ret = csi_http_new(&r->http, &hopts, err);
+    if (ret == 0)
+        ret = csi_auth_new(&r->auth, domain, opts ? opts->docker_config_dir : NULL, err);
+    if (ret < 0)
+        goto fail;
+    *out = r;
+    return 0;
+fail:
+    cs_registry_free(r);
+    return ret;
+}
+
+void
+cs_registry_free(cs_registry *r)
+{
+    if (r == NULL)
+        return;
+    csi_http_free(r->http);
+    csi_auth_free(r->auth);
+    free(r->domain);
+    free(r->api_host);
+    free(r->base);
+    free(r);
+}
+
+const char *
+cs_registry_base_url(const cs_registry *r)
+{
+    return r->base;
+}
+
+/* The message of a distribution error body: "CODE: message", or NULL. */
+static char *
+error_body_summary(const csi_http_resp *resp)
+{
+    json_t *root = NULL, *e;
+    char *s = NULL;
+
+    if (resp->body.len == 0 ||
+        csi_json_load_object(&root, resp->body.ptr, resp->body.len, 1 << 20, "error", NULL) < 0)
+        return NULL;
+    e = json_array_get(json_object_get(root, "errors"), 0);
+    if (json_is_object(e) && csi_json_str(e, "code") != NULL) {
+        if (asprintf(&s, "%s: %.200s", csi_json_str(e, "code"),
+                     csi_json_str(e, "message") ? csi_json_str(e, "message") : "") < 0)
+            s = NULL;
+    }
+    json_decref(root);
+    return s;
+}
+
+/* An error for a non-2xx answer to WHAT ("manifest app:tag"). */
+static int
+status_error(cs_registry *r, const csi_http_resp *resp, const char *what, cs_error **err)
+{
+    char *detail = error_body_summary(resp);
+    const char *d = detail ? detail : "";
+    const char *sep = detail ? " (" : "";
+    const char *end = detail ? ")" : "";
+    int ret;
+
+    switch (resp->status) {
+    case 404:
+        ret = csi_error_http(err, CS_ENOTFOUND, 404, "%s not found on %s%s%s%s", what, r->domain,
+                             sep, d, end);
+        break;
+    case 401:
+    case 403:
+        ret = csi_error_http(err, CS_EAUTH, resp->status, "%s: access to %s denied (HTTP %ld)%s%s%s",
+                             r->domain, what, resp->status, sep, d, end);
+        break;
+    case 429:
+        ret = csi_error_http(err, CS_ENET, 429, "%s: too many requests for %s, retries exhausted%s%s%s",
+                             r->domain, what, sep, d, end);
+        break;
+    default:
+        ret = csi_error_http(err, resp->status >= 500 ? CS_ENET : CS_EPROTO, resp->status,
+                             "%s: %s answered HTTP %ld%s%s%s", r->domain, what, resp->status, sep,
+                             d, end);
+        break;
+    }
+    free(detail);
+    return ret;
+}
+
+/* Try one scheme for GET /v2/. */
+static int
+ping_at(csi_http_resp *resp, cs_registry *r, const char *scheme, cs_error **err)
+{
+    csi_http_req req = {0};
+    char *url = NULL;
+    int ret;
+
+    if (asprintf(&url, "%s://%s/v2/", scheme, r->api_host) < 0)
+        return csi_error_oom(err);
+    req.method = "GET";
+    req.url = url;
+    req.max_body = 64 * 1024;
+    ret = csi_http_do(resp, r->http, &req, err);
+    free(url);
+    return ret;
+}
+
+int
+cs_registry_ping(cs_registry *r, cs_error **err)
+{
+    csi_http_resp resp = {0};
+    const char *scheme = "https";
+    cs_error *first = NULL;
+    int ret;
+
+    if (r->base != NULL)
+        return 0;
+    ret = ping_at(&resp, r, "https", &first);
+    /* dockerd allows plain HTTP for loopback and --insecure-registry hosts, trying TLS
+     * first (moby daemon/pkg/registry service_v2.go); we fall back only when the TLS
+     * handshake itself failed, never over a certificate that did not verify. */
+    if (ret < 0 && (r->loopback || r->insecure) && resp.tls_handshake_failed) {
+        cs_error_free(first);
+        first = NULL;
+        scheme = "http";
+        ret = ping_at(&resp, r, "http", &first);
+    }
+    if (ret < 0) {
+        if (resp.tls_untrusted)
+            ret = csi_error_set(err, CS_ENET,
+                                "%s: TLS certificate not trusted (%s); give its CA with "
+                                "--ca-cert FILE or put it in /etc/docker/certs.d/%s/ca.crt",
+                                r->domain, first ? first->message : "", r->domain);
+        else
+            ret = csi_error_set(err, CS_ENET, "cannot reach registry %s: %s", r->domain,
+                                first ? first->message : "transport error");
+        cs_error_free(first);
+        goto out;
+    }
+    if (resp.status == 401) {
+        ret = csi_auth_challenge(r->auth, &resp, NULL, strcmp(scheme, "https") == 0, err);
+        if (ret < 0)
+            goto out;
+        csi_auth_ok(r->auth);
+    } else if (resp.status != 200) {
+        ret = csi_error_http(err, CS_EPROTO, resp.status,
+                             "%s does not speak the registry API (GET /v2/ answered HTTP %ld)",
+                             r->domain, resp.status);
+        goto out;
+    }
+    if (asprintf(&r->base, "%s://%s", scheme, r->api_host) < 0) {
+        r->base = NULL;
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    csi_log(CS_LOG_DEBUG, "registry %s at %s", r->domain, r->base);
+out:
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+#define MAX_EXTRA_HEADERS 6
+
+/* Perform REQ (its url is a path like "/v2/...") with authentication for SCOPE, answering
+ * challenges; returns 0 with any final HTTP status in RESP. */
+static int
+request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req_in, const char *scope,
+        cs_error **err)
+{
+    const char *hdrs[MAX_EXTRA_HEADERS + 2];
+    csi_http_req req = *req_in;
+    char *authz = NULL, *url = NULL;
+    size_t n = 0;
+    int attempt, ret;
+
+    ret = cs_registry_ping(r, err);
+    if (ret < 0)
+        return ret;
+    if (asprintf(&url, "%s%s", r->base, req_in->url) < 0)
+        return csi_error_oom(err);
+    req.url = url;
+    for (attempt = 0; attempt < 3; attempt++) {
+        ret = csi_auth_header(&authz, r->auth, r->http, scope, err);
+        if (ret < 0)
+            break;
+        n = 0;
+        for (const char *const *h = req_in->headers; h && *h && n < MAX_EXTRA_HEADERS; h++)
+            hdrs[n++] = *h;
+        if (authz != NULL)
+            hdrs[n++] = authz;
+        hdrs[n] = NULL;
+        req.headers = hdrs;
+        ret = csi_http_do(resp, r->http, &req, err);
+        csi_auth_free_secret(authz);
+        authz = NULL;
+        if (ret < 0)
+            break;
+        if (resp->status != 401) {
+            if (resp->status < 400)
+                csi_auth_ok(r->auth);
+            break;
+        }
+        ret = csi_auth_challenge(r->auth, resp, scope, strncmp(r->base, "https:", 6) == 0, err);
+        if (ret < 0)
+            break;
+    }
+    free(url);
+    return ret;
+}
+
+static int
+pull_scope(char **out, const char *repo, cs_error **err)
+{
+    if (asprintf(out, "repository:%s:pull", repo) < 0) {
+        *out = NULL;
+        return csi_error_oom(err);
+    }
+    return 0;
+}
+
+static bool
+is_digest(const char *target)
+{
+    return strchr(target, ':') != NULL;
+}
+
+int
+cs_registry_get_manifest(cs_buf *out, char **media_type_out, char digest_out[CS_DIGEST_STRLEN],
+                         cs_registry *r, const char *repo, const char *target, cs_error **err)
+{
+    static const char *const hdrs[] = {"Accept: " CS_MANIFEST_ACCEPT, NULL};
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *scope = NULL, *path = NULL, *what = NULL, *mt = NULL;
+    char digest[CS_DIGEST_STRLEN];
+    const char *hdr_digest;
+    int ret;
+
+    if (asprintf(&what, "manifest %s%s%s", repo, is_digest(target) ? "@" : ":", target) < 0 ||
+        asprintf(&path, "/v2/%s/manifests/%s", repo, target) < 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = pull_scope(&scope, repo, err);
+    if (ret < 0)
+        goto out;
+    req.method = "GET";
+    req.url = path;
+    req.headers = hdrs;
+    req.max_body = CS_MANIFEST_MAX;
+    ret = request(&resp, r, &req, scope, err);
+    if (ret < 0) {
+        if (ret == CS_ELIMIT)
+            csi_error_wrap(err, "%s", what);
+        goto out;
+    }
+    if (resp.status != 200) {
+        ret = status_error(r, &resp, what, err);
+        goto out;
+    }
+    ret = cs_digest_buffer(digest, resp.body.ptr ? resp.body.ptr : "", resp.body.len, err);
+    if (ret < 0)
+        goto out;
+    /* Pulling by digest: the bytes must hash to it (distribution-spec "Pulling manifests").
+     * By tag the registry's header is only a hint, which we check when it uses sha256. */
+    if (is_digest(target) && strcmp(digest, target) != 0) {
+        ret = csi_error_set(err, CS_EDIGEST, "%s from %s: content has digest %s", what,
+                            r->domain, digest);
+        goto out;
+    }
+    hdr_digest = csi_http_header_get(&resp, "docker-content-digest");
+    if (!is_digest(target) && hdr_digest != NULL && strncmp(hdr_digest, "sha256:", 7) == 0 &&
+        strcmp(hdr_digest, digest) != 0) {
+        ret = csi_error_set(err, CS_EDIGEST,
+                            "%s from %s: registry says digest %.80s but the content has %s", what,
+                            r->domain, hdr_digest, digest);
+        goto out;
+    }
+    if (csi_http_header_get(&resp, "content-type") != NULL) {
+        mt = strdup(csi_http_header_get(&resp, "content-type"));
+        if (mt == NULL) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
+    }
+    cs_buf_dispose(out);
+    *out = resp.body;
+    memset(&resp.body, 0, sizeof(resp.body));
+    if (out->ptr == NULL)
+        cs_buf_puts(out, "", NULL);
+    memcpy(digest_out, digest, CS_DIGEST_STRLEN);
+    *media_type_out = mt;
+    mt = NULL;
+out:
+    free(mt);
+    free(scope);
+    free(path);
+    free(what);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+int
+cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_STRLEN],
+                          int64_t *size_out, cs_registry *r, const char *repo, const char *target,
+                          cs_error **err)
+{
+    static const char *const hdrs[] = {"Accept: " CS_MANIFEST_ACCEPT, NULL};
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *scope = NULL, *path = NULL, *what = NULL, *mt = NULL;
+    const char *dg, *cl, *ct;
+    int ret;
+
+    if (asprintf(&what, "manifest %s%s%s", repo, is_digest(target) ? "@" : ":", target) < 0 ||
+        asprintf(&path, "/v2/%s/manifests/%s", repo, target) < 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = pull_scope(&scope, repo, err);
+    if (ret < 0)
+        goto out;
+    req.method = "HEAD";
+    req.url = path;
+    req.headers = hdrs;
+    ret = request(&resp, r, &req, scope, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status != 200) {
+        ret = status_error(r, &resp, what, err);
+        goto out;
+    }
+    dg = csi_http_header_get(&resp, "docker-content-digest");
+    cl = csi_http_header_get(&resp, "content-length");
+    ct = csi_http_header_get(&resp, "content-type");
+    if (dg == NULL || cs_digest_validate(dg, NULL) < 0) {
+        ret = csi_error_set(err, CS_EUNSUPPORTED, "%s: %s gave no usable Docker-Content-Digest",
+                            what, r->domain);
+        goto out;
+    }
+    if (ct != NULL) {
+        mt = strdup(ct);
+        if (mt == NULL) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
+    }
+    snprintf(digest_out, CS_DIGEST_STRLEN, "%s", dg);
+    *size_out = cl ? strtoll(cl, NULL, 10) : -1;
+    *media_type_out = mt;
+    mt = NULL;
+out:
+    free(mt);
+    free(scope);
+    free(path);
+    free(what);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+int
+cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *digest,
+                     int64_t size, size_t max, cs_error **err)
+{
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *scope = NULL, *path = NULL;
+    char got[CS_DIGEST_STRLEN];
+    int ret;
+
+    ret = cs_digest_validate(digest, err);
+    if (ret < 0)
+        return ret;
+    if (size < 0 || (uint64_t)size > max)
+        return csi_error_set(err, CS_ELIMIT, "blob %s is %lld bytes, over the %zu-byte limit",
+                             digest, (long long)size, max);
+    if (asprintf(&path, "/v2/%s/blobs/%s", repo, digest) < 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = pull_scope(&scope, repo, err);
+    if (ret < 0)
+        goto out;
+    req.method = "GET";
+    req.url = path;
+    /* one byte over the expected size, so a longer body shows as a size mismatch */
+    req.max_body = (size_t)size + 1;
+    ret = request(&resp, r, &req, scope, err);
+    if (ret == CS_ELIMIT) {
+        cs_error_free(*err);
+        *err = NULL;
+        ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: larger than its %lld bytes",
+                            digest, r->domain, (long long)size);
+        goto out;
+    }
+    if (ret < 0)
+        goto out;
+    if (resp.status != 200) {
+        char *what = NULL;
+
+        if (asprintf(&what, "blob %s in %s", digest, repo) < 0)
+            ret = csi_error_oom(err);
+        else
+            ret = status_error(r, &resp, what, err);
+        free(what);
+        goto out;
+    }
+    if (resp.body.len != (size_t)size) {
+        ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: got %zu bytes, expected %lld",
+                            digest, r->domain, resp.body.len, (long long)size);
+        goto out;
+    }
+    ret = cs_digest_buffer(got, resp.body.ptr ? resp.body.ptr : "", resp.body.len, err);
+    if (ret < 0)
+        goto out;
+    if (strcmp(got, digest) != 0) {
+        ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: content has digest %s", digest,
+                            r->domain, got);
+        goto out;
+    }
+    cs_buf_dispose(out);
+    *out = resp.body;
+    memset(&resp.body, 0, sizeof(resp.body));
+    if (out->ptr == NULL)
+        cs_buf_puts(out, "", NULL);
+out:
+    free(scope);
+    free(path);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
