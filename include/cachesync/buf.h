@@ -16,7 +16,10 @@ typedef struct cs_buf {
     size_t max; /* 0 = no cap; otherwise appending past max fails with CS_ELIMIT */
 } cs_buf;
 
-#define CS_BUF_INIT {NULL, 0, 0, 0}
+#define CS_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 /** Initialise with a cap (0 = unlimited). */
 void cs_buf_init(cs_buf *buf, size_t max);

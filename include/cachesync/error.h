@@ -14,19 +14,19 @@ extern "C" {
 
 typedef enum {
     CS_OK = 0,
-    CS_ERROR = -1,        /* generic or unexpected */
-    CS_ENOMEM = -2,       /* out of memory */
-    CS_EINVAL = -3,       /* bad argument or malformed user input (a reference, an option) */
-    CS_ENOTFOUND = -4,    /* unknown repository, tag, blob, file */
-    CS_EEXISTS = -5,      /* already exists */
-    CS_EAUTH = -6,        /* 401/403 after credentials were tried */
-    CS_EDIGEST = -7,      /* content digest or size mismatch */
-    CS_EPROTO = -8,       /* peer violated the protocol: bad status, bad JSON, bad tar */
-    CS_ENET = -9,         /* transport failure: connect, TLS, reset */
-    CS_EIO = -10,         /* OS or file error; sys_errno is set */
+    CS_ERROR = -1,         /* generic or unexpected */
+    CS_ENOMEM = -2,        /* out of memory */
+    CS_EINVAL = -3,        /* bad argument or malformed user input (a reference, an option) */
+    CS_ENOTFOUND = -4,     /* unknown repository, tag, blob, file */
+    CS_EEXISTS = -5,       /* already exists */
+    CS_EAUTH = -6,         /* 401/403 after credentials were tried */
+    CS_EDIGEST = -7,       /* content digest or size mismatch */
+    CS_EPROTO = -8,        /* peer violated the protocol: bad status, bad JSON, bad tar */
+    CS_ENET = -9,          /* transport failure: connect, TLS, reset */
+    CS_EIO = -10,          /* OS or file error; sys_errno is set */
     CS_EUNSUPPORTED = -11, /* media type, API version or feature not supported */
-    CS_ECANCELED = -12,   /* a callback asked to stop */
-    CS_ELIMIT = -13,      /* input over a size or count cap */
+    CS_ECANCELED = -12,    /* a callback asked to stop */
+    CS_ELIMIT = -13,       /* input over a size or count cap */
 } cs_status;
 
 typedef struct cs_error {

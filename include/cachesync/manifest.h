@@ -28,8 +28,8 @@ extern "C" {
 #define CS_MEDIA_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
 
 /* Every manifest type we read, for the Accept header of GET and HEAD. */
-#define CS_MANIFEST_ACCEPT                                                                     \
-    CS_MEDIA_OCI_INDEX ", " CS_MEDIA_DOCKER_LIST ", " CS_MEDIA_OCI_MANIFEST                     \
+#define CS_MANIFEST_ACCEPT                                                                         \
+    CS_MEDIA_OCI_INDEX ", " CS_MEDIA_DOCKER_LIST ", " CS_MEDIA_OCI_MANIFEST                        \
                        ", " CS_MEDIA_DOCKER_MANIFEST
 
 /* Registries serve manifests of at most 4 MiB (distribution's maxManifestBodySize); a
@@ -49,17 +49,17 @@ typedef struct cs_descriptor {
     char *media_type;
     char *digest; /* validated: "sha256:<64 hex>" */
     int64_t size;
-    cs_platform *platform;  /* index entries only; NULL when absent */
-    bool attestation;       /* a BuildKit attestation entry (unknown/unknown) */
+    cs_platform *platform; /* index entries only; NULL when absent */
+    bool attestation;      /* a BuildKit attestation entry (unknown/unknown) */
 } cs_descriptor;
 
 typedef enum { CS_MANIFEST_IMAGE = 1, CS_MANIFEST_INDEX = 2 } cs_manifest_kind;
 
 typedef struct cs_manifest {
     cs_manifest_kind kind;
-    char *media_type;       /* the effective media type */
-    cs_descriptor config;   /* images */
-    cs_descriptor *layers;  /* images, base first */
+    char *media_type;      /* the effective media type */
+    cs_descriptor config;  /* images */
+    cs_descriptor *layers; /* images, base first */
     size_t nlayers;
     cs_descriptor *manifests; /* indexes */
     size_t nmanifests;
@@ -92,8 +92,8 @@ bool cs_platform_matches(const cs_platform *want, const cs_platform *candidate);
 /** Pick the first index entry for WANT, skipping attestations and entries that are not
  * image manifests or indexes. CS_ENOTFOUND lists the platforms the index offers.
  * @param[out] out borrowed from INDEX */
-int cs_manifest_select(const cs_descriptor **out, const cs_manifest *index,
-                       const cs_platform *want, cs_error **err);
+int cs_manifest_select(const cs_descriptor **out, const cs_manifest *index, const cs_platform *want,
+                       cs_error **err);
 
 /* ---- image config --------------------------------------------------------------------- */
 

@@ -37,9 +37,8 @@ int cs_registry_ping(cs_registry *r, cs_error **err);
 /** GET a manifest or index by tag or digest. OUT receives the exact bytes (capped at
  * CS_MANIFEST_MAX), MEDIA_TYPE_OUT the Content-Type (malloc'd), DIGEST_OUT the sha256 of the
  * bytes. When TARGET is a digest the bytes must hash to it (CS_EDIGEST otherwise). */
-int cs_registry_get_manifest(cs_buf *out, char **media_type_out,
-                             char digest_out[CS_DIGEST_STRLEN], cs_registry *r, const char *repo,
-                             const char *target, cs_error **err);
+int cs_registry_get_manifest(cs_buf *out, char **media_type_out, char digest_out[CS_DIGEST_STRLEN],
+                             cs_registry *r, const char *repo, const char *target, cs_error **err);
 
 /** HEAD a manifest: its digest (from Docker-Content-Digest), media type and size.
  * CS_ENOTFOUND when absent. */

@@ -95,8 +95,8 @@ code_name(int code)
 static void
 json_error(int exit_code, const char *kind, const char *message)
 {
-    json_t *o = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", exit_code, "kind", kind,
-                          "message", message);
+    json_t *o = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", exit_code, "kind", kind, "message",
+                          message);
 
     if (o != NULL) {
         json_dumpf(o, stdout, JSON_COMPACT);

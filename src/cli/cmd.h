@@ -46,13 +46,16 @@ const cli_cmd *cli_cmd_find(const char *name);
 extern const cli_cmd cli_cmds[];
 
 /* Long options shared by every command; command tables append theirs after these. */
-#define CLI_GLOBAL_LONGOPTS                                                                    \
-    {"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},                     \
-        {"json", no_argument, NULL, 0x100}, {"jobs", required_argument, NULL, 0x101},           \
-        {"platform", required_argument, NULL, 0x102}, {"store", required_argument, NULL, 0x103}, \
-        {"docker-config", required_argument, NULL, 0x104},                                      \
-        {"insecure-registry", required_argument, NULL, 0x105},                                  \
-        {"ca-cert", required_argument, NULL, 0x106}, {"help", no_argument, NULL, 'h'}
+#define CLI_GLOBAL_LONGOPTS                                                                        \
+    {"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},                        \
+        {"json", no_argument, NULL, 0x100}, {"jobs", required_argument, NULL, 0x101},              \
+        {"platform", required_argument, NULL, 0x102}, {"store", required_argument, NULL, 0x103},   \
+        {"docker-config", required_argument, NULL, 0x104},                                         \
+        {"insecure-registry", required_argument, NULL, 0x105},                                     \
+        {"ca-cert", required_argument, NULL, 0x106},                                               \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
 #define CLI_GLOBAL_SHORTOPTS "qvh"
 
 /* Handle a global option returned by getopt_long: 1 handled, 0 not global, <0 exit code

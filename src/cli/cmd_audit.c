@@ -117,20 +117,19 @@ print_json(const cs_reference *ref, const cs_image *img)
         const cs_descriptor *d = &img->parsed->layers[i];
 
         total += d->size;
-        json_array_append_new(
-            layers, json_pack("{s:i,s:s,s:I,s:s,s:s?,s:s?}", "index", (int)i, "digest", d->digest,
-                              "size", (json_int_t)d->size, "media_type", d->media_type, "diff_id",
-                              i < c->ndiff_ids ? c->diff_ids[i] : NULL, "created_by",
-                              steps ? steps[i] : NULL));
+        json_array_append_new(layers, json_pack("{s:i,s:s,s:I,s:s,s:s?,s:s?}", "index", (int)i,
+                                                "digest", d->digest, "size", (json_int_t)d->size,
+                                                "media_type", d->media_type, "diff_id",
+                                                i < c->ndiff_ids ? c->diff_ids[i] : NULL,
+                                                "created_by", steps ? steps[i] : NULL));
     }
-    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o}", "reference",
-                  refs ? refs : "", "digest", img->top_digest, "media_type",
-                  img->top_media_type ? img->top_media_type : "", "manifest_digest",
-                  img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
-                  img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size,
-                  "inline_cache", c->has_inline_cache, "inline_cache_bytes",
-                  (json_int_t)c->inline_cache_bytes, "layer_count", (int)img->parsed->nlayers,
-                  "layers_size", (json_int_t)total, "layers", layers);
+    o = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o}", "reference", refs ? refs : "",
+        "digest", img->top_digest, "media_type", img->top_media_type ? img->top_media_type : "",
+        "manifest_digest", img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
+        img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size, "inline_cache",
+        c->has_inline_cache, "inline_cache_bytes", (json_int_t)c->inline_cache_bytes, "layer_count",
+        (int)img->parsed->nlayers, "layers_size", (json_int_t)total, "layers", layers);
     if (o != NULL)
         cli_print_json(o);
     json_decref(o);

@@ -100,15 +100,15 @@ cmd_version(int argc, char **argv)
         return cli_usage("version", "unexpected argument \"%s\"", argv[optind]);
     if (cli_g.json) {
         json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "version", PACKAGE_VERSION, "libcurl",
-                              cv->version, "openssl", OpenSSL_version(OPENSSL_VERSION),
-                              "jansson", JANSSON_VERSION, "zstd", ZSTD_versionString());
+                              cv->version, "openssl", OpenSSL_version(OPENSSL_VERSION), "jansson",
+                              JANSSON_VERSION, "zstd", ZSTD_versionString());
 
         cli_print_json(o);
         json_decref(o);
         return CLI_EXIT_OK;
     }
     printf("cachesync %s\n", PACKAGE_VERSION);
-    printf("libcurl %s, %s, jansson %s, zstd %s\n", cv->version,
-           OpenSSL_version(OPENSSL_VERSION), JANSSON_VERSION, ZSTD_versionString());
+    printf("libcurl %s, %s, jansson %s, zstd %s\n", cv->version, OpenSSL_version(OPENSSL_VERSION),
+           JANSSON_VERSION, ZSTD_versionString());
     return CLI_EXIT_OK;
 }

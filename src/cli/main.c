@@ -10,9 +10,8 @@
 int
 main(int argc, char **argv)
 {
-    static const struct option longopts[] = {CLI_GLOBAL_LONGOPTS,
-                                             {"version", no_argument, NULL, 0x1ff},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        CLI_GLOBAL_LONGOPTS, {"version", no_argument, NULL, 0x1ff}, {NULL, 0, NULL, 0}};
     const cli_cmd *cmd;
     int c, r, first;
 

@@ -247,8 +247,8 @@ fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, co
         goto out;
     }
     if (resp.status != 200) {
-        ret = csi_error_http(err, CS_EPROTO, resp.status,
-                             "%s: token server answered HTTP %ld", a->domain, resp.status);
+        ret = csi_error_http(err, CS_EPROTO, resp.status, "%s: token server answered HTTP %ld",
+                             a->domain, resp.status);
         goto out;
     }
     ret = csi_token_parse(&tok, resp.body.ptr, resp.body.len, err);
@@ -350,8 +350,8 @@ csi_auth_challenge(csi_auth *a, const csi_http_resp *resp, const char *scope, bo
         const char *realm = csi_challenge_param(bearer, "realm");
         const char *service = csi_challenge_param(bearer, "service");
 
-        if (realm == NULL || (strncmp(realm, "https://", 8) != 0 &&
-                              strncmp(realm, "http://", 7) != 0)) {
+        if (realm == NULL ||
+            (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0)) {
             ret = csi_error_set(err, CS_EPROTO, "%s: Bearer challenge without a usable realm",
                                 a->domain);
             goto out;
@@ -402,9 +402,8 @@ csi_auth_challenge(csi_auth *a, const csi_http_resp *resp, const char *scope, bo
         goto out;
     }
     if (a->scheme == SCHEME_BASIC && a->cred.username == NULL) {
-        ret = csi_error_http(err, CS_EAUTH, 401,
-                             "%s requires authentication; run: docker login %s", a->domain,
-                             a->domain);
+        ret = csi_error_http(err, CS_EAUTH, 401, "%s requires authentication; run: docker login %s",
+                             a->domain, a->domain);
         goto out;
     }
     ret = 0;

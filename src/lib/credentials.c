@@ -14,6 +14,7 @@
 
 #include "credentials.h"
 #include "error_int.h"
+#include "json.h"
 
 static char
 ascii_lower(char c)
@@ -68,32 +69,6 @@ csi_credential_dispose(csi_credential *c)
     free_secret(c->registry_token);
     free(c->helper);
     memset(c, 0, sizeof(*c));
-}
-
-/* jansson's error text quotes the input near the fault, which in this file may be a
- * password, so messages carry only the position and a category. */
-static const char *
-json_reason(const json_error_t *jerr)
-{
-    switch (json_error_code(jerr)) {
-    case json_error_premature_end_of_input:
-        return "truncated";
-    case json_error_invalid_utf8:
-        return "invalid UTF-8";
-    case json_error_end_of_input_expected:
-        return "trailing data";
-    case json_error_wrong_type:
-        return "not an object";
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-        return "NUL character";
-    case json_error_stack_overflow:
-        return "nested too deeply";
-    case json_error_numeric_overflow:
-        return "number out of range";
-    default:
-        return "syntax error";
-    }
 }
 
 /* Member NAME of OBJ, matched as Go's encoding/json matches struct fields: exactly if
@@ -488,7 +463,7 @@ lookup(csi_credential *out, const char *json, size_t len, const char *domain, co
     root = json_loadb(json, len, 0, &jerr);
     if (root == NULL) {
         ret = csi_error_set(err, CS_EPROTO, "%s: invalid JSON (%s) at line %d, column %d", file,
-                            json_reason(&jerr), jerr.line, jerr.column);
+                            csi_json_reason(&jerr), jerr.line, jerr.column);
         goto out;
     }
     if (!json_is_object(root)) {

@@ -83,6 +83,8 @@ error_new(cs_error **err, int code, int sys_errno, long http_status, char *messa
     return code;
 }
 
+static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *
 vformat(const char *fmt, va_list ap)
 {

@@ -9,7 +9,8 @@
  * out-of-memory error and CS_ENOMEM is returned instead. */
 int csi_error_set(cs_error **err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int csi_error_setv(cs_error **err, int code, const char *fmt, va_list ap);
+int csi_error_setv(cs_error **err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* As csi_error_set with code CS_EIO, recording errno and appending strerror(errnum). */
 int csi_error_errno(cs_error **err, int errnum, const char *fmt, ...)

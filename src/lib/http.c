@@ -31,7 +31,7 @@ typedef struct xfer {
     CURL *curl;
     cs_error *sink_err; /* sticky: a callback cannot return a cs_error */
     int sink_ret;
-    bool sunk;          /* bytes went to the sink: the request cannot be repeated blindly */
+    bool sunk; /* bytes went to the sink: the request cannot be repeated blindly */
 } xfer;
 
 static int global_ready;
@@ -57,13 +57,13 @@ csi_http_new(csi_http **out, const csi_http_opts *opts, cs_error **err)
         h->opts.max_retries = 4;
     if (h->opts.max_retry_wait_ms <= 0)
         h->opts.max_retry_wait_ms = 30000;
-    /* keep our own copies: options outlive the caller's strings */
-#define DUP(f)                                                                                 \
-    if (h->opts.f != NULL) {                                                                   \
-        h->f = strdup(h->opts.f);                                                              \
-        if (h->f == NULL)                                                                      \
-            goto oom;                                                                          \
-        h->opts.f = h->f;                                                                      \
+        /* keep our own copies: options outlive the caller's strings */
+#define DUP(f)                                                                                     \
+    if (h->opts.f != NULL) {                                                                       \
+        h->f = strdup(h->opts.f);                                                                  \
+        if (h->f == NULL)                                                                          \
+            goto oom;                                                                              \
+        h->opts.f = h->f;                                                                          \
     }
     DUP(ca_file)
     DUP(client_cert)
@@ -453,8 +453,7 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
         if (rc != CURLE_OK) {
             if (!csi_http_url_host(host, sizeof(host), req->url))
                 snprintf(host, sizeof(host), "%s", "server");
-            if (!req->no_retry && !x.sunk && curl_retryable(rc) &&
-                attempt < h->opts.max_retries) {
+            if (!req->no_retry && !x.sunk && curl_retryable(rc) && attempt < h->opts.max_retries) {
                 csi_log(CS_LOG_INFO, "%s %s: %s; retrying in %ld ms", req->method, host,
                         errbuf[0] ? errbuf : curl_easy_strerror(rc), backoff_ms);
                 sleep_ms(backoff_ms);
@@ -463,8 +462,8 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
             }
             resp->transport_error = (int)rc;
             resp->tls_handshake_failed = rc == CURLE_SSL_CONNECT_ERROR;
-            resp->tls_untrusted = rc == CURLE_PEER_FAILED_VERIFICATION ||
-                                  rc == CURLE_SSL_CACERT_BADFILE;
+            resp->tls_untrusted =
+                rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE;
             return csi_error_set(err, CS_ENET, "%s %s: %s", req->method,
                                  h->opts.unix_socket ? h->opts.unix_socket : host,
                                  errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -473,8 +472,8 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
                 (unsigned long long)resp->bytes_received);
         if (!req->no_retry && !x.sunk && status_retryable(resp->status) &&
             attempt < h->opts.max_retries) {
-            wait_ms = csi_http_retry_after_ms(csi_http_header_get(resp, "retry-after"),
-                                              (long)time(NULL));
+            wait_ms =
+                csi_http_retry_after_ms(csi_http_header_get(resp, "retry-after"), (long)time(NULL));
             if (wait_ms < 0)
                 wait_ms = backoff_ms;
             if (wait_ms > h->opts.max_retry_wait_ms)

@@ -29,16 +29,16 @@ typedef struct csi_http_opts {
 typedef int (*csi_http_sink_fn)(void *payload, const char *data, size_t len, cs_error **err);
 
 typedef struct csi_http_req {
-    const char *method;          /* GET, HEAD, PUT, POST, PATCH, DELETE */
+    const char *method; /* GET, HEAD, PUT, POST, PATCH, DELETE */
     const char *url;
-    const char *const *headers;  /* NULL-terminated "Name: value" lines, or NULL */
-    const char *body;            /* request body, or NULL */
+    const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+    const char *body;           /* request body, or NULL */
     size_t body_len;
-    size_t max_body;             /* cap on a collected body; 0 = 1 MiB */
-    csi_http_sink_fn sink;       /* stream 2xx bodies here instead of collecting them */
+    size_t max_body;       /* cap on a collected body; 0 = 1 MiB */
+    csi_http_sink_fn sink; /* stream 2xx bodies here instead of collecting them */
     void *sink_payload;
-    bool no_redirect;            /* do not follow redirects */
-    bool no_retry;               /* the caller retries itself */
+    bool no_redirect; /* do not follow redirects */
+    bool no_retry;    /* the caller retries itself */
 } csi_http_req;
 
 typedef struct csi_http_header {
@@ -51,11 +51,11 @@ typedef struct csi_http_resp {
     cs_buf body;              /* collected body (error bodies are kept even with a sink) */
     csi_http_header *headers; /* of the final response, after redirects */
     size_t nheaders;
-    char *url;                /* the effective URL after redirects */
-    uint64_t bytes_received;  /* body bytes of the final response */
-    int transport_error;      /* the CURLcode when csi_http_do failed with CS_ENET, else 0 */
+    char *url;                 /* the effective URL after redirects */
+    uint64_t bytes_received;   /* body bytes of the final response */
+    int transport_error;       /* the CURLcode when csi_http_do failed with CS_ENET, else 0 */
     bool tls_handshake_failed; /* the TLS handshake itself failed (peer may speak plain HTTP) */
-    bool tls_untrusted;       /* the peer's certificate did not verify */
+    bool tls_untrusted;        /* the peer's certificate did not verify */
 } csi_http_resp;
 
 int csi_http_new(csi_http **out, const csi_http_opts *opts, cs_error **err);

@@ -62,8 +62,8 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
         char *digest;
 
         if (depth == MAX_INDEX_DEPTH) {
-            ret = csi_error_set(err, CS_ELIMIT, "indexes nested more than %d deep",
-                                MAX_INDEX_DEPTH);
+            ret =
+                csi_error_set(err, CS_ELIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
             goto wrap;
         }
         ret = cs_manifest_select(&d, m, want, err);

@@ -14,19 +14,43 @@ csi_json_load_object(json_t **out, const char *data, size_t len, size_t max, con
     json_t *root;
 
     if (len > max)
-        return csi_error_set(err, CS_ELIMIT, "%s is %zu bytes, over the %zu-byte limit", what,
-                             len, max);
+        return csi_error_set(err, CS_ELIMIT, "%s is %zu bytes, over the %zu-byte limit", what, len,
+                             max);
     /* JSON_ALLOW_NUL: a NUL inside a string is data, not the end of the document. */
     root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     if (root == NULL)
-        return csi_error_set(err, CS_EPROTO, "%s is not valid JSON: %s at byte %d", what,
-                             jerr.text, jerr.position);
+        return csi_error_set(err, CS_EPROTO, "%s is not valid JSON: %s at byte %d", what, jerr.text,
+                             jerr.position);
     if (!json_is_object(root)) {
         json_decref(root);
         return csi_error_set(err, CS_EPROTO, "%s is not a JSON object", what);
     }
     *out = root;
     return 0;
+}
+
+const char *
+csi_json_reason(const json_error_t *jerr)
+{
+    switch (json_error_code(jerr)) {
+    case json_error_premature_end_of_input:
+        return "truncated";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_end_of_input_expected:
+        return "trailing data";
+    case json_error_wrong_type:
+        return "not an object";
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "NUL character";
+    case json_error_stack_overflow:
+        return "nested too deeply";
+    case json_error_numeric_overflow:
+        return "number out of range";
+    default:
+        return "syntax error";
+    }
 }
 
 const char *

@@ -13,6 +13,10 @@
 int csi_json_load_object(json_t **out, const char *data, size_t len, size_t max, const char *what,
                          cs_error **err);
 
+/* A short reason for a parse failure that never quotes the input (jansson's own text
+ * can quote it, and inputs may hold secrets). */
+const char *csi_json_reason(const json_error_t *jerr);
+
 /* Borrowed string member, or NULL when absent or not a string. */
 const char *csi_json_str(const json_t *obj, const char *key);
 

@@ -224,8 +224,8 @@ cs_manifest_parse(cs_manifest **out, const char *data, size_t len, const char *c
         mt = header;
     /* OCI documents may omit mediaType; the shape then tells. */
     if (mt == NULL)
-        mt = json_object_get(root, "manifests") != NULL ? CS_MEDIA_OCI_INDEX
-                                                        : CS_MEDIA_OCI_MANIFEST;
+        mt =
+            json_object_get(root, "manifests") != NULL ? CS_MEDIA_OCI_INDEX : CS_MEDIA_OCI_MANIFEST;
     if (!cs_media_type_is_manifest(mt) && !cs_media_type_is_index(mt)) {
         ret = csi_error_set(err, CS_EUNSUPPORTED, "unsupported manifest media type %.100s", mt);
         goto out;
@@ -243,8 +243,8 @@ cs_manifest_parse(cs_manifest **out, const char *data, size_t len, const char *c
     if (cs_media_type_is_index(mt)) {
         m->kind = CS_MANIFEST_INDEX;
         ret = parse_descriptor_array(&m->manifests, &m->nmanifests,
-                                     json_object_get(root, "manifests"), "manifests",
-                                     MAX_MANIFESTS, err);
+                                     json_object_get(root, "manifests"), "manifests", MAX_MANIFESTS,
+                                     err);
     } else {
         m->kind = CS_MANIFEST_IMAGE;
         ret = parse_descriptor(&m->config, json_object_get(root, "config"), "config", err);
@@ -305,8 +305,7 @@ parse_history(cs_image_config *c, const json_t *arr, cs_error **err)
         const json_t *h = json_array_get(arr, i);
 
         if (!json_is_object(h))
-            return csi_error_set(err, CS_EPROTO, "image config: history[%zu] is not an object",
-                                 i);
+            return csi_error_set(err, CS_EPROTO, "image config: history[%zu] is not an object", i);
         c->nhistory = i + 1;
         ret = csi_json_strdup(&c->history[i].created_by, h, "created_by", err);
         if (ret == 0)

@@ -88,8 +88,8 @@ cs_platform_parse(cs_platform *out, const char *str, cs_error **err)
         parts[n++] = s;
     }
     if (n < 2 || strchr(str, '/') == str || str[strlen(str) - 1] == '/' || strstr(str, "//"))
-        return csi_error_set(err, CS_EINVAL,
-                             "invalid platform \"%s\": expected OS/ARCH[/VARIANT]", str);
+        return csi_error_set(err, CS_EINVAL, "invalid platform \"%s\": expected OS/ARCH[/VARIANT]",
+                             str);
     for (size_t i = 0; i < n; i++) {
         for (s = parts[i]; *s; s++) {
             if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')

@@ -125,12 +125,14 @@ status_error(cs_registry *r, const csi_http_resp *resp, const char *what, cs_err
         break;
     case 401:
     case 403:
-        ret = csi_error_http(err, CS_EAUTH, resp->status, "%s: access to %s denied (HTTP %ld)%s%s%s",
-                             r->domain, what, resp->status, sep, d, end);
+        ret =
+            csi_error_http(err, CS_EAUTH, resp->status, "%s: access to %s denied (HTTP %ld)%s%s%s",
+                           r->domain, what, resp->status, sep, d, end);
         break;
     case 429:
-        ret = csi_error_http(err, CS_ENET, 429, "%s: too many requests for %s, retries exhausted%s%s%s",
-                             r->domain, what, sep, d, end);
+        ret = csi_error_http(err, CS_ENET, 429,
+                             "%s: too many requests for %s, retries exhausted%s%s%s", r->domain,
+                             what, sep, d, end);
         break;
     default:
         ret = csi_error_http(err, resp->status >= 500 ? CS_ENET : CS_EPROTO, resp->status,
@@ -319,8 +321,8 @@ cs_registry_get_manifest(cs_buf *out, char **media_type_out, char digest_out[CS_
     /* Pulling by digest: the bytes must hash to it (distribution-spec "Pulling manifests").
      * By tag the registry's header is only a hint, which we check when it uses sha256. */
     if (is_digest(target) && strcmp(digest, target) != 0) {
-        ret = csi_error_set(err, CS_EDIGEST, "%s from %s: content has digest %s", what,
-                            r->domain, digest);
+        ret = csi_error_set(err, CS_EDIGEST, "%s from %s: content has digest %s", what, r->domain,
+                            digest);
         goto out;
     }
     hdr_digest = csi_http_header_get(&resp, "docker-content-digest");
@@ -444,8 +446,8 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
     if (ret == CS_ELIMIT) {
         cs_error_free(*err);
         *err = NULL;
-        ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: larger than its %lld bytes",
-                            digest, r->domain, (long long)size);
+        ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: larger than its %lld bytes", digest,
+                            r->domain, (long long)size);
         goto out;
     }
     if (ret < 0)

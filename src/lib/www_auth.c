@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "error_int.h"
+#include "json.h"
 #include "www_auth.h"
 
 /* Bytes of input quoted in an error message: enough to locate the fault, and short
@@ -321,20 +322,48 @@ try_token68(char **out, parser *p, cs_error **err)
     *out = NULL;
     while (p->pos < p->len && is_token68_char((unsigned char)p->s[p->pos]))
         p->pos++;
-    if (p->pos == start)
-        goto rewind;
-    while (p->pos < p->len && p->s[p->pos] == '=')
-        p->pos++;
-    end = p->pos;
-    skip_ws(p);
-    if (!at_end(p) && peek(p) != ',')
-        goto rewind;
-    *out = dup_bytes(p->s + start, end - start);
-    if (*out == NULL)
-        return csi_error_oom(err);
-    return 0;
-rewind:
+    if (p->pos > start) {
+        while (p->pos < p->len && p->s[p->pos] == '=')
+            p->pos++;
+        end = p->pos;
+        skip_ws(p);
+        if (at_end(p) || peek(p) == ',') {
+            *out = dup_bytes(p->s + start, end - start);
+            return *out == NULL ? csi_error_oom(err) : 0;
+        }
+    }
     p->pos = start;
+    return 0;
+}
+
+/* Append an empty challenge with scheme S (N bytes, lowercased) to *LIST. */
+static int
+append_challenge(csi_challenge **list, size_t *n, size_t *cap, const char *s, size_t len,
+                 cs_error **err)
+{
+    csi_challenge *c;
+
+    if (*n == CSI_WWW_AUTH_MAX_CHALLENGES)
+        return csi_error_set(err, CS_ELIMIT, "WWW-Authenticate value has more than %d challenges",
+                             CSI_WWW_AUTH_MAX_CHALLENGES);
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 2;
+        csi_challenge *nl;
+
+        if (ncap > CSI_WWW_AUTH_MAX_CHALLENGES)
+            ncap = CSI_WWW_AUTH_MAX_CHALLENGES;
+        nl = realloc(*list, ncap * sizeof(*nl));
+        if (nl == NULL)
+            return csi_error_oom(err);
+        *list = nl;
+        *cap = ncap;
+    }
+    c = &(*list)[*n];
+    memset(c, 0, sizeof(*c));
+    (*n)++;
+    c->scheme = dup_lower(s, len);
+    if (c->scheme == NULL)
+        return csi_error_oom(err);
     return 0;
 }
 
@@ -419,37 +448,14 @@ csi_www_auth_parse(csi_challenge **out, size_t *n_out, const char *value, size_t
                 ret = syntax_error(err, &p, "unexpected character after scheme");
                 goto out;
             }
-            if (n == CSI_WWW_AUTH_MAX_CHALLENGES) {
-                ret = csi_error_set(err, CS_ELIMIT,
-                                    "WWW-Authenticate value has more than %d challenges",
-                                    CSI_WWW_AUTH_MAX_CHALLENGES);
+            ret = append_challenge(&list, &n, &cap, value + start, tlen, err);
+            if (ret < 0)
                 goto out;
-            }
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 2;
-                csi_challenge *nl;
-
-                if (ncap > CSI_WWW_AUTH_MAX_CHALLENGES)
-                    ncap = CSI_WWW_AUTH_MAX_CHALLENGES;
-                nl = realloc(list, ncap * sizeof(*nl));
-                if (nl == NULL) {
-                    ret = csi_error_oom(err);
-                    goto out;
-                }
-                list = nl;
-                cap = ncap;
-            }
-            cur = &list[n];
-            memset(cur, 0, sizeof(*cur));
-            n++;
+            /* The array may have moved: CUR is only ever the last element. */
+            cur = &list[n - 1];
             pcap = 0;
             seen = 0;
             closed = false;
-            cur->scheme = dup_lower(value + start, tlen);
-            if (cur->scheme == NULL) {
-                ret = csi_error_oom(err);
-                goto out;
-            }
             if (!at_end(&p) && peek(&p) != ',') {
                 ret = try_token68(&tok68, &p, err);
                 if (ret < 0)
@@ -533,32 +539,6 @@ free_secret(char *s)
     free(s);
 }
 
-/* jansson's own error text quotes the input near the fault, which here would be a token,
- * so messages carry only the position and a category. */
-static const char *
-json_reason(const json_error_t *jerr)
-{
-    switch (json_error_code(jerr)) {
-    case json_error_premature_end_of_input:
-        return "truncated";
-    case json_error_invalid_utf8:
-        return "invalid UTF-8";
-    case json_error_end_of_input_expected:
-        return "trailing data";
-    case json_error_wrong_type:
-        return "not an object";
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-        return "NUL character";
-    case json_error_stack_overflow:
-        return "nested too deeply";
-    case json_error_numeric_overflow:
-        return "number out of range";
-    default:
-        return "syntax error";
-    }
-}
-
 /* A token goes verbatim into an Authorization header: anything but visible ASCII (CR, LF
  * above all) would corrupt or inject header lines. */
 static bool
@@ -621,7 +601,7 @@ csi_token_parse(csi_token *out, const char *body, size_t len, cs_error **err)
     if (root == NULL) {
         ret =
             csi_error_set(err, CS_EPROTO, "token response: invalid JSON (%s) at line %d, column %d",
-                          json_reason(&jerr), jerr.line, jerr.column);
+                          csi_json_reason(&jerr), jerr.line, jerr.column);
         goto out;
     }
     if (!json_is_object(root)) {

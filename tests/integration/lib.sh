@@ -244,7 +244,10 @@ cs_on_exit() {
     local rc=$? name dir pids=() keep=()
     trap - EXIT INT TERM HUP
     set +e
-    if ((rc != 0 && rc != 77 && CS_FAILED == 0)); then
+    if ((rc == 129 || rc == 130 || rc == 143)); then
+        CS_FAILED=$((CS_FAILED + 1))
+        printf 'FAIL: %s: interrupted by signal %s\n' "$CS_TEST_NAME" $((rc - 128)) >&2
+    elif ((rc != 0 && rc != 77 && CS_FAILED == 0)); then
         # set -e stopped the script outside an assertion.
         CS_FAILED=$((CS_FAILED + 1))
         printf 'FAIL: %s: exit status %s%s\n' "$CS_TEST_NAME" "$rc" \

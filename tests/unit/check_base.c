@@ -121,13 +121,11 @@ START_TEST(test_digest_streaming_equals_oneshot)
     cs_hasher_final(h, a);
     ck_assert_cs_ok(cs_digest_buffer(b, msg, sizeof(msg) - 1, &err), &err);
     ck_assert_str_eq(a, b);
-    ck_assert_str_eq(a,
-                     "sha256:248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    ck_assert_str_eq(a, "sha256:248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
     /* reusable after final */
     cs_hasher_update(h, "abc", 3);
     cs_hasher_final(h, a);
-    ck_assert_str_eq(a,
-                     "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ck_assert_str_eq(a, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     cs_hasher_free(h);
 }
 END_TEST

@@ -40,10 +40,10 @@ static const struct {
     const char *host;
     bool loop;
 } loop_cases[] = {
-    {"127.0.0.1:5000", true}, {"127.1.2.3", true},      {"localhost", true},
-    {"LOCALHOST:80", true},   {"[::1]:5000", true},     {"[::1]", true},
-    {"127.0.0.1.nip.io", false}, {"128.0.0.1", false},  {"example.com", false},
-    {"[::2]:5000", false},    {"127.0.0", false},       {"localhost.example.com", false},
+    {"127.0.0.1:5000", true},    {"127.1.2.3", true},  {"localhost", true},
+    {"LOCALHOST:80", true},      {"[::1]:5000", true}, {"[::1]", true},
+    {"127.0.0.1.nip.io", false}, {"128.0.0.1", false}, {"example.com", false},
+    {"[::2]:5000", false},       {"127.0.0", false},   {"localhost.example.com", false},
     {"10.0.0.1:5000", false},
 };
 

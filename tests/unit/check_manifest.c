@@ -214,7 +214,8 @@ select_for(const cs_manifest *m, const char *plat, int *ret_out)
     ck_assert_int_eq(cs_platform_parse(&p, plat, NULL), 0);
     *ret_out = cs_manifest_select(&d, m, &p, &err);
     if (*ret_out < 0) {
-        ck_assert_ptr_nonnull(strstr(err->message, "(it has: linux/arm64/v8, linux/amd64, linux/arm/v6)"));
+        ck_assert_ptr_nonnull(
+            strstr(err->message, "(it has: linux/arm64/v8, linux/amd64, linux/arm/v6)"));
         cs_error_free(err);
     }
     cs_platform_dispose(&p);

@@ -10,23 +10,23 @@
 #include <cachesync/error.h>
 
 /* Assert a library call succeeded; on failure show the library's message. */
-#define ck_assert_cs_ok(expr, errp)                                                           \
-    do {                                                                                      \
-        int ck_ret_ = (expr);                                                                 \
-        ck_assert_msg(ck_ret_ == 0, "%s returned %d: %s", #expr, ck_ret_,                     \
-                      (*(errp)) ? (*(errp))->message : "(no message)");                       \
+#define ck_assert_cs_ok(expr, errp)                                                                \
+    do {                                                                                           \
+        int ck_ret_ = (expr);                                                                      \
+        ck_assert_msg(ck_ret_ == 0, "%s returned %d: %s", #expr, ck_ret_,                          \
+                      (*(errp)) ? (*(errp))->message : "(no message)");                            \
     } while (0)
 
 /* Run one suite with Check's normal output, so its summary line stays visible. */
-#define CS_TEST_MAIN(suite_fn)                                                                \
-    int main(void)                                                                            \
-    {                                                                                         \
-        SRunner *sr = srunner_create(suite_fn());                                             \
-        int failed;                                                                           \
-        srunner_run_all(sr, CK_NORMAL);                                                       \
-        failed = srunner_ntests_failed(sr);                                                   \
-        srunner_free(sr);                                                                     \
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                                     \
+#define CS_TEST_MAIN(suite_fn)                                                                     \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        SRunner *sr = srunner_create(suite_fn());                                                  \
+        int failed;                                                                                \
+        srunner_run_all(sr, CK_NORMAL);                                                            \
+        failed = srunner_ntests_failed(sr);                                                        \
+        srunner_free(sr);                                                                          \
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                                          \
     }
 
 /* Read a fixture file (under $FIXTURES or tests/fixtures) into a malloc'd buffer. */
