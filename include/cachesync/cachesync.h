@@ -10,5 +10,6 @@
 #include <cachesync/manifest.h>
 #include <cachesync/registry.h>
 #include <cachesync/image.h>
+#include <cachesync/store.h>
 
 #endif

@@ -31,7 +31,12 @@ typedef struct xfer {
     CURL *curl;
     cs_error *sink_err; /* sticky: a callback cannot return a cs_error */
     int sink_ret;
-    bool sunk; /* bytes went to the sink: the request cannot be repeated blindly */
+    bool sunk;
+    bool sourced;
+        /* the body source was read from: the request cannot be repeated */ /* bytes went to the
+                                                                               sink: the request
+                                                                               cannot be repeated
+                                                                               blindly */
 } xfer;
 
 static int global_ready;
@@ -216,6 +221,21 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
     return x->sink_ret < 0 ? 0 : len;
 }
 
+static size_t
+read_cb(char *buf, size_t size, size_t nmemb, void *userp)
+{
+    xfer *x = userp;
+    long n;
+
+    x->sourced = true;
+    n = x->req->source(x->req->source_payload, buf, size * nmemb, &x->sink_err);
+    if (n < 0) {
+        x->sink_ret = (int)n;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)n;
+}
+
 static bool
 status_retryable(long status)
 {
@@ -379,6 +399,15 @@ setup(csi_http *h, const csi_http_req *req, xfer *x, struct curl_slist **hdrs_ou
     curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
     if (strcmp(req->method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (req->source != NULL) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(c, CURLOPT_READDATA, x);
+        tmp = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+        if (tmp == NULL)
+            goto oom;
+        hdrs = tmp;
     } else if (strcmp(req->method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
         if (req->body != NULL || strcmp(req->method, "DELETE") != 0) {
@@ -425,7 +454,7 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
     CURLcode rc;
 
     for (attempt = 0;; attempt++) {
-        xfer x = {req, resp, h->curl, NULL, 0, false};
+        xfer x = {req, resp, h->curl, NULL, 0, false, false};
         char *eff = NULL;
 
         csi_http_resp_dispose(resp);
@@ -453,7 +482,8 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
         if (rc != CURLE_OK) {
             if (!csi_http_url_host(host, sizeof(host), req->url))
                 snprintf(host, sizeof(host), "%s", "server");
-            if (!req->no_retry && !x.sunk && curl_retryable(rc) && attempt < h->opts.max_retries) {
+            if (!req->no_retry && !x.sunk && !x.sourced && curl_retryable(rc) &&
+                attempt < h->opts.max_retries) {
                 csi_log(CS_LOG_INFO, "%s %s: %s; retrying in %ld ms", req->method, host,
                         errbuf[0] ? errbuf : curl_easy_strerror(rc), backoff_ms);
                 sleep_ms(backoff_ms);
@@ -470,7 +500,7 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
         }
         csi_log(CS_LOG_DEBUG, "< %ld %s (%llu bytes)", resp->status, req->url,
                 (unsigned long long)resp->bytes_received);
-        if (!req->no_retry && !x.sunk && status_retryable(resp->status) &&
+        if (!req->no_retry && !x.sunk && !x.sourced && status_retryable(resp->status) &&
             attempt < h->opts.max_retries) {
             wait_ms =
                 csi_http_retry_after_ms(csi_http_header_get(resp, "retry-after"), (long)time(NULL));

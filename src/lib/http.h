@@ -25,6 +25,10 @@ typedef struct csi_http_opts {
     long max_retry_wait_ms;  /* cap on one wait (Retry-After included); 0 = default 30 s */
 } csi_http_opts;
 
+/* Supplies a streamed request body: fills BUF with up to LEN bytes and returns how many,
+ * 0 at the end, or < 0 (setting *err) to abort. */
+typedef long (*csi_http_source_fn)(void *payload, char *buf, size_t len, cs_error **err);
+
 /* Receives a 2xx body as it streams; return < 0 (and set *err) to abort the transfer. */
 typedef int (*csi_http_sink_fn)(void *payload, const char *data, size_t len, cs_error **err);
 
@@ -34,6 +38,8 @@ typedef struct csi_http_req {
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     const char *body;           /* request body, or NULL */
     size_t body_len;
+    csi_http_source_fn source; /* or a streamed body (sent chunked; never retried) */
+    void *source_payload;
     size_t max_body;       /* cap on a collected body; 0 = 1 MiB */
     csi_http_sink_fn sink; /* stream 2xx bodies here instead of collecting them */
     void *sink_payload;

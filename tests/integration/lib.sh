@@ -19,12 +19,23 @@
 # Environments. NAME is a shell identifier, unique within the test; its files are in $WORK/NAME.
 # Each start_* sets NAME_ + every variable `scripts/testenv` prints, plus NAME_PID and NAME_DIR:
 #   start_registry NAME [--htpasswd USER:PASS] [--tls]
+#                       [--token [--anonymous-pull REGEX] [--token-expires-in N]
+#                                [--identity-tokens]]
 #       NAME_REG         127.0.0.1:PORT (what goes into image references)
 #       NAME_REG_URL     http://127.0.0.1:PORT or https://...
 #       NAME_REG_SCHEME  http | https
 #       NAME_REG_PID, NAME_PID, NAME_REG_DIR, NAME_DIR
 #       NAME_REG_CA      CA certificate (--tls; server cert for IP:127.0.0.1 and DNS:localhost)
-#       NAME_REG_USER, NAME_REG_PASS  (--htpasswd)
+#       NAME_REG_USER, NAME_REG_PASS  (--htpasswd; with --token, the token server's user)
+#       NAME_REG_TOKEN_URL  (--token) the realm: http(s)://127.0.0.1:PORT/token of
+#                        tests/integration/tokenserver.py (service "cachesync-test"; https with
+#                        the registry's certificate under --tls); anonymous tokens grant pull on
+#                        the repositories matching --anonymous-pull only; with --identity-tokens
+#                        `docker login` stores an identitytoken instead of the password
+#       NAME_REG_TOKEN_LOG  (--token) its log, one line per request and never a secret, e.g.
+#                        "TIME GET /token status=200 authorization=basic user=alice
+#                        service=cachesync-test scope=repository:a/b:pull
+#                        granted=repository:a/b:pull token=sha256:<12 hex>"
 #   start_dockerd NAME
 #       NAME_DOCKER_HOST unix://.../docker.sock
 #       NAME_DOCKERD_PID, NAME_PID, NAME_DOCKERD_DIR, NAME_DIR
@@ -171,7 +182,7 @@ cs_start() { # NAME PIDVAR DIRVAR testenv-args...
     eval "${name}_DIR=\${${name}_${dirvar}}"
 }
 
-start_registry() { # NAME [--htpasswd USER:PASS] [--tls]
+start_registry() { # NAME [--htpasswd USER:PASS] [--tls] [--token ...]
     local name=$1 a
     shift
     cs_check_name "$name"
@@ -180,6 +191,7 @@ start_registry() { # NAME [--htpasswd USER:PASS] [--tls]
         case $a in
         --tls) cs_need openssl ;;
         --htpasswd*) cs_need htpasswd ;;
+        --token) cs_need openssl python3 ;;
         esac
     done
     cs_start "$name" REG_PID REG_DIR registry "$WORK/$name" "$@"

@@ -3,7 +3,8 @@
 
     tokenserver.py --sign-key KEY --sign-cert CERT [--port N] [--users FILE]
                    [--anonymous-pull REGEX] [--rules FILE] [--expires-in N]
-                   [--service NAME] [--issuer NAME] [--cert FILE --key FILE]
+                   [--service NAME] [--issuer NAME] [--identity-tokens]
+                   [--cert FILE --key FILE]
 
 Issues the JWTs docker-registry 2.8 (distribution) accepts with `auth: token:` (see
 distribution registry/auth/token/token.go): header {typ: JWT, alg: RS256, x5c: [CERT]},
@@ -17,11 +18,15 @@ is what the registry's rootcertbundle holds).
        repositories matching --anonymous-pull (none by default), nothing else; users get
        what they ask for among pull and push (or what --rules allows). Answers
        {"token", "access_token", "expires_in", "issued_at"} (+ "refresh_token" when
-       offline_token=true and authenticated).
+       offline_token=true, authenticated, and --identity-tokens).
   POST /token  OAuth2 form (distribution docs/spec/auth/oauth.md): grant_type=password
        (username, password) or refresh_token (refresh_token), service, client_id, scope
-       (space-separated), access_type=offline for a refresh token. Answers access_token,
-       scope, expires_in, issued_at (+ refresh_token).
+       (space-separated), access_type=offline for a refresh token (--identity-tokens only).
+       Answers access_token, scope, expires_in, issued_at (+ refresh_token).
+
+Refresh tokens are what `docker login` stores as "identitytoken" (and then dockerd uses
+POST grant_type=refresh_token): without --identity-tokens none is issued, so `docker login`
+stores the password ("auth") as with a server that has no refresh tokens.
 
 A service other than --service is refused (400), and so is an account that is not the
 authenticated user (400, as cesanta/docker_auth does). Rules file lines: "USER REGEX ACTIONS"
@@ -29,10 +34,11 @@ authenticated user (400, as cesanta/docker_auth does). Rules file lines: "USER R
 --rules, a request gets the union of the actions of the lines that match (plus the
 --anonymous-pull grant for anonymous requests).
 
-Every request is logged to stdout, one line: time, method, path, status, whether an
-Authorization header came (authorization=basic|bearer|other|none, never its value), user,
-service, each requested scope, what was granted, and sha256:<12 hex> of the token issued
-(never the token). Binds 127.0.0.1:PORT (0: any free port); the first line on stdout is
+Every request is logged to stdout, one line: time, method, path, status=, whether an
+Authorization header came (authorization=basic|bearer|other|none, never its value), user=
+(- for anonymous), service=, scope= for each requested scope, granted= for each resource
+granted (granted=- for none), and token=sha256:<12 hex> of the token issued (never the
+token; refresh= likewise). Binds 127.0.0.1:PORT (0: any free port); the first line on stdout is
 "listening on 127.0.0.1:PORT". https when --cert and --key are given.
 """
 
@@ -94,6 +100,7 @@ class Config:
         self.service = args.service
         self.issuer = args.issuer
         self.expires_in = args.expires_in
+        self.identity_tokens = args.identity_tokens
         self.sign_key = args.sign_key
         self.x5c = [pem_to_b64der(args.sign_cert)]
         self.anon = re.compile(args.anonymous_pull) if args.anonymous_pull else None
@@ -201,6 +208,12 @@ def scope_string(access):
     return " ".join(f"{a['type']}:{a['name']}:{','.join(a['actions'])}" for a in access)
 
 
+def granted_fields(access):
+    if not access:
+        return [("granted", "-")]
+    return [("granted", f"{a['type']}:{a['name']}:{','.join(a['actions'])}") for a in access]
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "cachesync-tokenserver/1"
     protocol_version = "HTTP/1.1"
@@ -296,7 +309,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body["scope"] = scope_string(access)
         else:
             body["token"] = token
-        if want_refresh and user is not None:
+        if want_refresh and user is not None and self.cfg.identity_tokens:
             if refresh_token is None:
                 refresh_token = secrets.token_urlsafe(24)
                 with self.cfg.lock:
@@ -331,7 +344,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             offline = q.get("offline_token", [""])[0].lower() == "true"
             body, access, token = self.token_body(user, scopes, False, offline)
             self.reply(200, body)
-            fields += [("granted", scope_string(access) or "-"), ("token", short_hash(token))]
+            fields += granted_fields(access) + [("token", short_hash(token))]
             if "refresh_token" in body:
                 fields.append(("refresh", short_hash(body["refresh_token"])))
         except Exception as e:  # a test helper: say what went wrong, keep serving
@@ -339,7 +352,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.reply(500, {"errors": [{"code": "UNKNOWN", "message": str(e)}]})
             fields.append(("error", repr(e)))
         finally:
-            self.log_line([("user", user)] + fields)
+            self.log_line([("user", user or "-")] + fields)
 
     do_HEAD = do_GET
 
@@ -400,7 +413,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body, access, token = self.token_body(user, scopes, True, want_refresh,
                                                   refresh_token)
             self.reply(200, body)
-            fields += [("granted", scope_string(access) or "-"), ("token", short_hash(token))]
+            fields += granted_fields(access) + [("token", short_hash(token))]
             if "refresh_token" in body:
                 fields.append(("refresh", short_hash(body["refresh_token"])))
         except Exception as e:
@@ -408,7 +421,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.reply(500, {"error": "server_error", "error_description": str(e)})
             fields.append(("error", repr(e)))
         finally:
-            self.log_line([("user", user)] + fields)
+            self.log_line([("user", user or "-")] + fields)
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -427,6 +440,8 @@ def main():
     ap.add_argument("--expires-in", type=int, default=300)
     ap.add_argument("--service", default="cachesync-test")
     ap.add_argument("--issuer", default="cachesync-test-issuer")
+    ap.add_argument("--identity-tokens", action="store_true",
+                    help="issue refresh tokens (offline_token=true, access_type=offline)")
     ap.add_argument("--cert", help="TLS certificate (PEM): serve https")
     ap.add_argument("--key", help="TLS key (PEM)")
     args = ap.parse_args()

@@ -1,0 +1,654 @@
+/* The local store: see include/cachesync/store.h. Layout per opencontainers/image-spec
+ * image-layout.md; extra directories (partial/, tmp/) are allowed there. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include <cachesync/store.h>
+#include "error_int.h"
+#include "json.h"
+
+#define INDEX_MAX (64u * 1024 * 1024)
+#define LAYOUT_JSON "{\"imageLayoutVersion\":\"1.0.0\"}"
+
+struct cs_store {
+    char *dir;
+};
+
+struct cs_store_writer {
+    cs_store *store;
+    char digest[CS_DIGEST_STRLEN];
+    uint64_t size;
+    uint64_t offset;
+    int fd;      /* partial file */
+    int lock_fd; /* held for the writer's life */
+    char *partial;
+    cs_hasher *hasher;
+    bool present;
+    bool failed; /* a write failed: the partial may be short; do not commit */
+};
+
+int
+cs_store_default_dir(char **out, cs_error **err)
+{
+    const char *v = getenv("CACHESYNC_STORE");
+    int n;
+
+    if (v != NULL && *v)
+        n = asprintf(out, "%s", v);
+    else if ((v = getenv("XDG_CACHE_HOME")) != NULL && *v)
+        n = asprintf(out, "%s/cachesync", v);
+    else if ((v = getenv("HOME")) != NULL && *v)
+        n = asprintf(out, "%s/.cache/cachesync", v);
+    else
+        return csi_error_set(err, CS_EINVAL,
+                             "no store directory: set --store, CACHESYNC_STORE or HOME");
+    if (n < 0) {
+        *out = NULL;
+        return csi_error_oom(err);
+    }
+    return 0;
+}
+
+/* mkdir -p for a path we own. */
+static int
+mkdirs(const char *path, cs_error **err)
+{
+    char buf[PATH_MAX];
+    size_t i, n = strlen(path);
+
+    if (n >= sizeof(buf))
+        return csi_error_set(err, CS_EINVAL, "path too long: %.100s", path);
+    memcpy(buf, path, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return csi_error_errno(err, errno, "create directory %s", buf);
+        buf[i] = path[i];
+    }
+    return 0;
+}
+
+static int
+fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    fsync(fd);
+    close(fd);
+    return 0;
+}
+
+/* Write DATA to PATH atomically: a temp file in the same directory, fsync, rename. */
+static int
+write_atomic(const char *path, const void *data, size_t len, cs_error **err)
+{
+    char *tmp = NULL, *slash;
+    size_t done = 0;
+    int fd = -1, ret = 0;
+
+    if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+        return csi_error_oom(err);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        ret = csi_error_errno(err, errno, "create %s", tmp);
+        goto out;
+    }
+    while (done < len) {
+        ssize_t w = write(fd, (const char *)data + done, len - done);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            ret = csi_error_errno(err, errno, "write %s", tmp);
+            goto out;
+        }
+        done += (size_t)w;
+    }
+    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
+        ret = csi_error_errno(err, errno, "write %s", tmp);
+        goto out;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, path);
+        goto out;
+    }
+    slash = strrchr(tmp, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+        fsync_dir(tmp);
+    }
+    free(tmp);
+    return 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp != NULL)
+        unlink(tmp);
+    free(tmp);
+    return ret;
+}
+
+static int
+ensure_file(const char *dir, const char *name, const char *content, cs_error **err)
+{
+    char *path = NULL;
+    struct stat st;
+    int ret = 0;
+
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return csi_error_oom(err);
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT)
+            ret = csi_error_errno(err, errno, "stat %s", path);
+        else
+            ret = write_atomic(path, content, strlen(content), err);
+    }
+    free(path);
+    return ret;
+}
+
+int
+cs_store_open(cs_store **out, const char *dir, cs_error **err)
+{
+    cs_store *s;
+    char *sub = NULL;
+    int ret;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return csi_error_oom(err);
+    if (dir != NULL) {
+        s->dir = strdup(dir);
+        ret = s->dir ? 0 : csi_error_oom(err);
+    } else {
+        ret = cs_store_default_dir(&s->dir, err);
+    }
+    if (ret < 0)
+        goto fail;
+    /* strip trailing slashes so paths print cleanly */
+    for (size_t n = strlen(s->dir); n > 1 && s->dir[n - 1] == '/'; n--)
+        s->dir[n - 1] = '\0';
+    const char *subs[] = {"blobs/sha256", "partial", NULL};
+    for (const char **p = subs; *p != NULL; p++) {
+        if (asprintf(&sub, "%s/%s", s->dir, *p) < 0) {
+            sub = NULL;
+            ret = csi_error_oom(err);
+            goto fail;
+        }
+        ret = mkdirs(sub, err);
+        free(sub);
+        sub = NULL;
+        if (ret < 0)
+            goto fail;
+    }
+    ret = ensure_file(s->dir, "oci-layout", LAYOUT_JSON, err);
+    if (ret == 0)
+        ret = ensure_file(s->dir, "index.json",
+                          "{\"schemaVersion\":2,\"mediaType\":\"application/"
+                          "vnd.oci.image.index.v1+json\",\"manifests\":[]}",
+                          err);
+    if (ret < 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    csi_error_wrap(err, "store %s", s->dir ? s->dir : "?");
+    cs_store_free(s);
+    return ret;
+}
+
+void
+cs_store_free(cs_store *s)
+{
+    if (s == NULL)
+        return;
+    free(s->dir);
+    free(s);
+}
+
+const char *
+cs_store_dir(const cs_store *s)
+{
+    return s->dir;
+}
+
+int
+cs_store_blob_path(char **out, const cs_store *s, const char *digest, cs_error **err)
+{
+    int ret = cs_digest_validate(digest, err);
+
+    if (ret < 0)
+        return ret;
+    if (asprintf(out, "%s/blobs/sha256/%s", s->dir, digest + 7) < 0) {
+        *out = NULL;
+        return csi_error_oom(err);
+    }
+    return 0;
+}
+
+bool
+cs_store_has_blob(const cs_store *s, const char *digest, int64_t size)
+{
+    char *path = NULL;
+    struct stat st;
+    bool ok;
+
+    if (cs_store_blob_path(&path, s, digest, NULL) < 0)
+        return false;
+    ok = stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size < 0 || st.st_size == size);
+    free(path);
+    return ok;
+}
+
+int
+cs_store_put_blob(cs_store *s, const char *digest, const void *data, size_t len,
+                  char digest_out[CS_DIGEST_STRLEN], cs_error **err)
+{
+    char got[CS_DIGEST_STRLEN];
+    char *path = NULL;
+    int ret;
+
+    ret = cs_digest_buffer(got, data, len, err);
+    if (ret < 0)
+        return ret;
+    if (digest != NULL && strcmp(digest, got) != 0)
+        return csi_error_set(err, CS_EDIGEST, "blob %s: content has digest %s", digest, got);
+    ret = cs_store_blob_path(&path, s, got, err);
+    if (ret < 0)
+        return ret;
+    if (!cs_store_has_blob(s, got, (int64_t)len))
+        ret = write_atomic(path, data, len, err);
+    free(path);
+    if (ret == 0 && digest_out != NULL)
+        memcpy(digest_out, got, CS_DIGEST_STRLEN);
+    return ret;
+}
+
+int
+cs_store_read_blob(cs_buf *out, const cs_store *s, const char *digest, size_t max, cs_error **err)
+{
+    char got[CS_DIGEST_STRLEN];
+    char *path = NULL;
+    cs_buf b = CS_BUF_INIT;
+    char chunk[65536];
+    int fd = -1, ret;
+
+    ret = cs_store_blob_path(&path, s, digest, err);
+    if (ret < 0)
+        return ret;
+    cs_buf_init(&b, max);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ret = errno == ENOENT ? csi_error_set(err, CS_ENOTFOUND, "blob %s not in the store", digest)
+                              : csi_error_errno(err, errno, "open %s", path);
+        goto out;
+    }
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            ret = csi_error_errno(err, errno, "read %s", path);
+            goto out;
+        }
+        if (r == 0)
+            break;
+        ret = cs_buf_append(&b, chunk, (size_t)r, err);
+        if (ret < 0)
+            goto out;
+    }
+    ret = cs_digest_buffer(got, b.ptr ? b.ptr : "", b.len, err);
+    if (ret < 0)
+        goto out;
+    if (strcmp(got, digest) != 0) {
+        ret = csi_error_set(err, CS_EDIGEST, "store blob %s is corrupt (content has digest %s)",
+                            digest, got);
+        goto out;
+    }
+    if (b.ptr == NULL)
+        cs_buf_puts(&b, "", NULL);
+    cs_buf_dispose(out);
+    *out = b;
+    memset(&b, 0, sizeof(b));
+out:
+    if (fd >= 0)
+        close(fd);
+    cs_buf_dispose(&b);
+    free(path);
+    return ret;
+}
+
+/* ---- writers ---------------------------------------------------------------------------- */
+
+/* Feed the bytes already in the partial file to the hasher, so a resumed download ends with
+ * the digest of the whole blob without reading it twice over the network. */
+static int
+rehash_partial(cs_store_writer *w, cs_error **err)
+{
+    char *buf;
+    uint64_t left = w->offset;
+    int ret = 0;
+
+    buf = malloc(1 << 20);
+    if (buf == NULL)
+        return csi_error_oom(err);
+    if (lseek(w->fd, 0, SEEK_SET) < 0) {
+        ret = csi_error_errno(err, errno, "seek %s", w->partial);
+        goto out;
+    }
+    while (left > 0) {
+        ssize_t r = read(w->fd, buf, left < (1 << 20) ? (size_t)left : (1 << 20));
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            ret = csi_error_errno(err, r < 0 ? errno : EIO, "read %s", w->partial);
+            goto out;
+        }
+        cs_hasher_update(w->hasher, buf, (size_t)r);
+        left -= (uint64_t)r;
+    }
+out:
+    free(buf);
+    return ret;
+}
+
+int
+cs_store_writer_open(cs_store_writer **out, cs_store *s, const char *digest, int64_t size,
+                     cs_error **err)
+{
+    cs_store_writer *w;
+    char *lock = NULL;
+    struct stat st;
+    int ret;
+
+    ret = cs_digest_validate(digest, err);
+    if (ret < 0)
+        return ret;
+    if (size < 0)
+        return csi_error_set(err, CS_EINVAL, "blob %s: negative size", digest);
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return csi_error_oom(err);
+    w->store = s;
+    w->fd = -1;
+    w->lock_fd = -1;
+    w->size = (uint64_t)size;
+    snprintf(w->digest, sizeof(w->digest), "%s", digest);
+    if (asprintf(&w->partial, "%s/partial/%s", s->dir, digest + 7) < 0 ||
+        asprintf(&lock, "%s/partial/%s.lock", s->dir, digest + 7) < 0) {
+        w->partial = NULL;
+        lock = NULL;
+        ret = csi_error_oom(err);
+        goto fail;
+    }
+    /* A lock file of its own, never renamed or removed: locking the partial itself would
+     * let a waiter hold the inode that just became the committed blob. */
+    w->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (w->lock_fd < 0) {
+        ret = csi_error_errno(err, errno, "open %s", lock);
+        goto fail;
+    }
+    while (flock(w->lock_fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            ret = csi_error_errno(err, errno, "lock %s", lock);
+            goto fail;
+        }
+    }
+    if (cs_store_has_blob(s, digest, size)) {
+        w->present = true;
+        goto done;
+    }
+    w->fd = open(w->partial, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (w->fd < 0 || fstat(w->fd, &st) != 0) {
+        ret = csi_error_errno(err, errno, "open %s", w->partial);
+        goto fail;
+    }
+    ret = cs_hasher_new(&w->hasher, err);
+    if (ret < 0)
+        goto fail;
+    w->offset = (uint64_t)st.st_size;
+    if (w->offset > w->size) {
+        /* longer than the blob can be: garbage, start over */
+        if (ftruncate(w->fd, 0) != 0) {
+            ret = csi_error_errno(err, errno, "truncate %s", w->partial);
+            goto fail;
+        }
+        w->offset = 0;
+    }
+    ret = rehash_partial(w, err);
+    if (ret < 0)
+        goto fail;
+    if (lseek(w->fd, (off_t)w->offset, SEEK_SET) < 0) {
+        ret = csi_error_errno(err, errno, "seek %s", w->partial);
+        goto fail;
+    }
+done:
+    free(lock);
+    *out = w;
+    return 0;
+fail:
+    free(lock);
+    cs_store_writer_close(w);
+    return ret;
+}
+
+bool
+cs_store_writer_present(const cs_store_writer *w)
+{
+    return w->present;
+}
+
+uint64_t
+cs_store_writer_offset(const cs_store_writer *w)
+{
+    return w->offset;
+}
+
+int
+cs_store_writer_write(cs_store_writer *w, const void *data, size_t len, cs_error **err)
+{
+    size_t done = 0;
+
+    if (w->present || w->fd < 0)
+        return csi_error_set(err, CS_EINVAL, "blob %s: writer is not open", w->digest);
+    if (len > w->size - w->offset)
+        return csi_error_set(err, CS_EDIGEST, "blob %s: more data than its %llu bytes", w->digest,
+                             (unsigned long long)w->size);
+    while (done < len) {
+        ssize_t r = write(w->fd, (const char *)data + done, len - done);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+
+            /* keep the partial consistent with offset: cut back what a short write left */
+            if (ftruncate(w->fd, (off_t)w->offset) != 0 ||
+                lseek(w->fd, (off_t)w->offset, SEEK_SET) < 0)
+                w->failed = true;
+            return csi_error_errno(err, e, "write %s", w->partial);
+        }
+        done += (size_t)r;
+    }
+    cs_hasher_update(w->hasher, data, len);
+    w->offset += len;
+    return 0;
+}
+
+int
+cs_store_writer_restart(cs_store_writer *w, cs_error **err)
+{
+    if (w->fd < 0)
+        return csi_error_set(err, CS_EINVAL, "blob %s: writer is not open", w->digest);
+    if (ftruncate(w->fd, 0) != 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+        return csi_error_errno(err, errno, "truncate %s", w->partial);
+    cs_hasher_free(w->hasher);
+    w->hasher = NULL;
+    w->offset = 0;
+    w->failed = false;
+    return cs_hasher_new(&w->hasher, err);
+}
+
+int
+cs_store_writer_commit(cs_store_writer *w, cs_error **err)
+{
+    char got[CS_DIGEST_STRLEN];
+    char *path = NULL, *dir = NULL;
+    int ret;
+
+    if (w->present)
+        return 0;
+    if (w->fd < 0 || w->failed)
+        return csi_error_set(err, CS_EIO, "blob %s: incomplete write", w->digest);
+    if (w->offset != w->size)
+        return csi_error_set(err, CS_EDIGEST, "blob %s: got %llu bytes, expected %llu", w->digest,
+                             (unsigned long long)w->offset, (unsigned long long)w->size);
+    cs_hasher_final(w->hasher, got);
+    if (strcmp(got, w->digest) != 0) {
+        /* the data is wrong, not just short: never resume from it */
+        ftruncate(w->fd, 0);
+        unlink(w->partial);
+        w->offset = 0;
+        return csi_error_set(err, CS_EDIGEST, "blob %s: content has digest %s", w->digest, got);
+    }
+    if (fsync(w->fd) != 0)
+        return csi_error_errno(err, errno, "fsync %s", w->partial);
+    ret = cs_store_blob_path(&path, w->store, w->digest, err);
+    if (ret < 0)
+        return ret;
+    if (rename(w->partial, path) != 0) {
+        ret = csi_error_errno(err, errno, "rename %s to %s", w->partial, path);
+        free(path);
+        return ret;
+    }
+    if (asprintf(&dir, "%s/blobs/sha256", w->store->dir) >= 0) {
+        fsync_dir(dir);
+        free(dir);
+    }
+    free(path);
+    close(w->fd);
+    w->fd = -1;
+    w->present = true;
+    return 0;
+}
+
+void
+cs_store_writer_close(cs_store_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->lock_fd >= 0)
+        close(w->lock_fd); /* releases the flock */
+    cs_hasher_free(w->hasher);
+    free(w->partial);
+    free(w);
+}
+
+/* ---- index.json ------------------------------------------------------------------------- */
+
+int
+cs_store_set_ref(cs_store *s, const char *ref, const char *media_type, const char *digest,
+                 int64_t size, const char *const *annotations, cs_error **err)
+{
+    char *path = NULL, *lock = NULL, *text = NULL;
+    json_t *root = NULL, *manifests, *desc = NULL, *ann;
+    cs_buf data = CS_BUF_INIT;
+    int lock_fd = -1, ret;
+    size_t i;
+
+    if (asprintf(&path, "%s/index.json", s->dir) < 0 ||
+        asprintf(&lock, "%s/index.json.lock", s->dir) < 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) {
+        ret = csi_error_errno(err, errno, "open %s", lock);
+        goto out;
+    }
+    while (flock(lock_fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            ret = csi_error_errno(err, errno, "lock %s", lock);
+            goto out;
+        }
+    }
+    {
+        FILE *f = fopen(path, "rb");
+        char chunk[65536];
+        size_t r;
+
+        if (f == NULL) {
+            ret = csi_error_errno(err, errno, "open %s", path);
+            goto out;
+        }
+        ret = 0;
+        while (ret == 0 && (r = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            ret = cs_buf_append(&data, chunk, r, err);
+        fclose(f);
+        if (ret < 0)
+            goto out;
+    }
+    ret = csi_json_load_object(&root, data.ptr ? data.ptr : "", data.len, INDEX_MAX,
+                               "store index.json", err);
+    if (ret < 0)
+        goto out;
+    manifests = json_object_get(root, "manifests");
+    if (!json_is_array(manifests)) {
+        manifests = json_array();
+        json_object_set_new(root, "manifests", manifests);
+    }
+    for (i = json_array_size(manifests); i-- > 0;) {
+        const char *name =
+            csi_json_str(json_object_get(json_array_get(manifests, i), "annotations"),
+                         "org.opencontainers.image.ref.name");
+
+        if (name != NULL && strcmp(name, ref) == 0)
+            json_array_remove(manifests, i);
+    }
+    ann = json_pack("{s:s,s:s}", "io.containerd.image.name", ref,
+                    "org.opencontainers.image.ref.name", ref);
+    for (const char *const *a = annotations; a != NULL && a[0] != NULL && a[1] != NULL; a += 2)
+        json_object_set_new(ann, a[0], json_string(a[1]));
+    desc = json_pack("{s:s,s:s,s:I,s:o}", "mediaType", media_type, "digest", digest, "size",
+                     (json_int_t)size, "annotations", ann);
+    if (desc == NULL || json_array_append_new(manifests, desc) != 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    text = json_dumps(root, JSON_COMPACT);
+    if (text == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = write_atomic(path, text, strlen(text), err);
+out:
+    if (lock_fd >= 0)
+        close(lock_fd);
+    free(text);
+    json_decref(root);
+    cs_buf_dispose(&data);
+    free(path);
+    free(lock);
+    return ret;
+}
