@@ -11,5 +11,7 @@
 #include <cachesync/registry.h>
 #include <cachesync/image.h>
 #include <cachesync/store.h>
+#include <cachesync/daemon.h>
+#include <cachesync/pull.h>
 
 #endif

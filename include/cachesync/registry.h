@@ -6,6 +6,8 @@
 #ifndef CACHESYNC_REGISTRY_H
 #define CACHESYNC_REGISTRY_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <cachesync/buf.h>
 #include <cachesync/digest.h>
@@ -49,6 +51,40 @@ int cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_S
 /** GET a small blob (a config) into memory, checking SIZE and DIGEST; MAX caps it. */
 int cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *digest,
                          int64_t size, size_t max, cs_error **err);
+
+/* ---- blobs, many at once ----------------------------------------------------------------- */
+
+/** Where a fetched blob's bytes go. The fetcher resumes at OFFSET with an HTTP Range request
+ * and keeps OFFSET current as bytes arrive. */
+typedef struct cs_blob_sink {
+    uint64_t offset; /* bytes already held (the resume point) */
+    int (*write)(void *payload, const void *data, size_t len, cs_error **err);
+    int (*restart)(void *payload, cs_error **err); /* the server ignored Range: start at 0 */
+    int (*finish)(void *payload, cs_error **err);  /* all bytes are in: verify and keep */
+    void *payload;
+} cs_blob_sink;
+
+typedef struct cs_blob_fetch {
+    const char *digest;
+    int64_t size;
+    cs_blob_sink sink;
+    /* results */
+    uint64_t bytes_received; /* body bytes that came over the network */
+    int tries;
+} cs_blob_fetch;
+
+/** Progress of one blob: DELTA new bytes arrived (blob->sink.offset now held); FINISHED once
+ * it is verified. */
+typedef void (*cs_fetch_progress_fn)(void *payload, const cs_blob_fetch *blob, size_t delta,
+                                     bool finished);
+
+/** Fetch N blobs of REPO, PARALLEL at a time, over one connection pool. Dropped connections,
+ * 408/429/5xx and expired tokens are retried (resuming, not restarting); a digest or size
+ * mismatch is CS_EDIGEST naming the blob; on the first failure the others stop, and what they
+ * received stays with their sinks for a later resume. */
+int cs_registry_fetch_blobs(cs_registry *r, const char *repo, cs_blob_fetch *blobs, size_t n,
+                            int parallel, cs_fetch_progress_fn progress, void *payload,
+                            cs_error **err);
 
 #ifdef __cplusplus
 }

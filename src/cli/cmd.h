@@ -90,6 +90,7 @@ int cli_parse(int argc, char **argv, const char *name, const struct option *cmd_
 void cli_print_usage(FILE *f);
 
 int cmd_audit(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 

@@ -24,12 +24,30 @@ static const char audit_usage[] =
     "\n"
     "Every byte printed was verified against its sha256 digest.\n";
 
+static const char pull_usage[] =
+    "usage: cachesync pull REF [--fallback REF]... [--to TARGET]...\n"
+    "\n"
+    "Fetch an image (manifest, config, layers) from its registry into the local store,\n"
+    "verified, in parallel and resumable, then deliver it to each TARGET, so that\n"
+    "`docker build --cache-from REF` finds it (even with the registry gone).\n"
+    "\n"
+    "  --fallback REF   when REF does not exist, try this one (repeatable, in order);\n"
+    "                   the daemon still gets the image tagged as REF\n"
+    "  --to TARGET      docker (default): load into the daemon at DOCKER_HOST\n"
+    "                   store: only the local store\n"
+    "                   oci:DIR[:TAG]: an OCI image layout\n"
+    "                   archive:FILE: a docker-archive tar (docker load -i FILE)\n"
+    "\n"
+    "Layers the daemon already holds (e.g. the base image's) are neither fetched nor sent;\n"
+    "blobs already in the store are not fetched again; an interrupted pull resumes.\n";
+
 static const char version_usage[] = "usage: cachesync version\n\nPrint the version of "
                                     "cachesync and of the libraries it uses.\n";
 
 static const char help_usage[] = "usage: cachesync help [COMMAND]\n";
 
 const cli_cmd cli_cmds[] = {
+    {"pull", cmd_pull, "pre-seed the builder with an image from a registry", pull_usage},
     {"audit", cmd_audit, "show what a manifest and its cache cover", audit_usage},
     {"version", cmd_version, "print version information", version_usage},
     {"help", cmd_help, "show help for a command", help_usage},

@@ -205,6 +205,13 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
     curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
     x->resp->bytes_received += len;
     if (x->req->sink != NULL && status >= 200 && status < 300) {
+        if (!x->sunk && x->req->begin != NULL) {
+            /* headers are complete once the body starts: let the caller check them */
+            x->resp->status = status;
+            x->sink_ret = x->req->begin(x->req->sink_payload, x->resp, &x->sink_err);
+            if (x->sink_ret < 0)
+                return 0;
+        }
         x->sunk = true;
         x->sink_ret = x->req->sink(x->req->sink_payload, data, len, &x->sink_err);
         return x->sink_ret < 0 ? 0 : len;
@@ -360,9 +367,9 @@ csi_http_query_escape(cs_buf *out, const char *s, cs_error **err)
 }
 
 static int
-setup(csi_http *h, const csi_http_req *req, xfer *x, struct curl_slist **hdrs_out, cs_error **err)
+setup(CURL *c, csi_http *h, const csi_http_req *req, xfer *x, struct curl_slist **hdrs_out,
+      cs_error **err)
 {
-    CURL *c = h->curl;
     struct curl_slist *hdrs = NULL, *tmp;
     const char *const *hp;
 
@@ -459,7 +466,7 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
 
         csi_http_resp_dispose(resp);
         cs_buf_init(&resp->body, req->max_body ? req->max_body : DEFAULT_MAX_BODY);
-        ret = setup(h, req, &x, &hdrs, err);
+        ret = setup(h->curl, h, req, &x, &hdrs, err);
         if (ret < 0)
             return ret;
         errbuf[0] = '\0';
@@ -516,4 +523,204 @@ csi_http_do(csi_http_resp *resp, csi_http *h, const csi_http_req *req, cs_error 
         }
         return 0;
     }
+}
+
+/* ---- many transfers at once over one multi handle ----------------------------------------- */
+
+typedef struct slot {
+    CURL *curl;
+    xfer x;
+    struct curl_slist *hdrs;
+    csi_http_item *item;
+    char errbuf[CURL_ERROR_SIZE];
+} slot;
+
+static long
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The outcome of a finished transfer into ITEM: status, URL, and a transport or sink error. */
+static void
+slot_finish(slot *sl, CURLcode rc)
+{
+    csi_http_item *it = sl->item;
+    char host[256], *eff = NULL;
+
+    curl_easy_getinfo(sl->curl, CURLINFO_RESPONSE_CODE, &it->resp.status);
+    if (curl_easy_getinfo(sl->curl, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff) {
+        free(it->resp.url);
+        it->resp.url = strdup(eff);
+    }
+    curl_slist_free_all(sl->hdrs);
+    sl->hdrs = NULL;
+    it->result = 0;
+    it->sunk = sl->x.sunk;
+    if (sl->x.sink_err != NULL || sl->x.sink_ret < 0) {
+        it->result = sl->x.sink_ret < 0 ? sl->x.sink_ret : CS_ERROR;
+        it->error = sl->x.sink_err;
+    } else if (rc != CURLE_OK) {
+        if (!csi_http_url_host(host, sizeof(host), it->req.url))
+            snprintf(host, sizeof(host), "%s", "server");
+        it->resp.transport_error = (int)rc;
+        it->resp.tls_handshake_failed = rc == CURLE_SSL_CONNECT_ERROR;
+        it->resp.tls_untrusted =
+            rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE;
+        it->result = csi_error_set(&it->error, CS_ENET, "%s %s: %s", it->req.method, host,
+                                   sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(rc));
+    }
+    sl->item = NULL;
+}
+
+int
+csi_http_run(csi_http *h, csi_http_item **items, size_t n, int parallel, csi_http_done_fn done,
+              void *payload, cs_error **err)
+{
+    CURLM *m = NULL;
+    slot *slots = NULL;
+    size_t i, finished = 0;
+    int running = 0, nslots, ret = 0;
+
+    if (n == 0)
+        return 0;
+    nslots = parallel < 1 ? 1 : parallel;
+    if ((size_t)nslots > n)
+        nslots = (int)n;
+    m = curl_multi_init();
+    slots = calloc((size_t)nslots, sizeof(*slots));
+    if (m == NULL || slots == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        items[i]->state = CSI_HTTP_ITEM_PENDING;
+        items[i]->ready_at = 0;
+    }
+    while (finished < n) {
+        long now = now_ms(), wait = 1000;
+        CURLMsg *msg;
+        int left;
+
+        /* start what may start */
+        for (i = 0; i < n && running < nslots; i++) {
+            csi_http_item *it = items[i];
+            slot *sl = NULL;
+
+            if (it->state != CSI_HTTP_ITEM_PENDING || it->ready_at > now)
+                continue;
+            for (int k = 0; k < nslots; k++) {
+                if (slots[k].item == NULL) {
+                    sl = &slots[k];
+                    break;
+                }
+            }
+            if (sl->curl == NULL) {
+                sl->curl = curl_easy_init();
+                if (sl->curl == NULL) {
+                    ret = csi_error_oom(err);
+                    goto out;
+                }
+            }
+            csi_http_resp_dispose(&it->resp);
+            cs_buf_init(&it->resp.body, it->req.max_body ? it->req.max_body : DEFAULT_MAX_BODY);
+            cs_error_free(it->error);
+            it->error = NULL;
+            it->result = 0;
+            memset(&sl->x, 0, sizeof(sl->x));
+            sl->x.req = &it->req;
+            sl->x.resp = &it->resp;
+            sl->x.curl = sl->curl;
+            ret = setup(sl->curl, h, &it->req, &sl->x, &sl->hdrs, err);
+            if (ret < 0)
+                goto out;
+            sl->errbuf[0] = '\0';
+            curl_easy_setopt(sl->curl, CURLOPT_ERRORBUFFER, sl->errbuf);
+            curl_easy_setopt(sl->curl, CURLOPT_PRIVATE, sl);
+            csi_log(CS_LOG_DEBUG, "> %s %s", it->req.method, it->req.url);
+            if (curl_multi_add_handle(m, sl->curl) != CURLM_OK) {
+                ret = csi_error_set(err, CS_ERROR, "cannot start a transfer");
+                goto out;
+            }
+            sl->item = it;
+            it->state = CSI_HTTP_ITEM_RUNNING;
+            running++;
+        }
+        if (curl_multi_perform(m, &left) != CURLM_OK) {
+            ret = csi_error_set(err, CS_ERROR, "transfer engine failed");
+            goto out;
+        }
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            slot *sl = NULL;
+            csi_http_item *it;
+            int r;
+
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+            curl_multi_remove_handle(m, msg->easy_handle);
+            it = sl->item;
+            slot_finish(sl, msg->data.result);
+            running--;
+            csi_log(CS_LOG_DEBUG, "< %ld %s (%llu bytes)", it->resp.status, it->req.url,
+                    (unsigned long long)it->resp.bytes_received);
+            it->retry_in_ms = 0;
+            r = done(payload, it, err);
+            if (r < 0) {
+                ret = r;
+                goto out;
+            }
+            if (r == 1) {
+                it->state = CSI_HTTP_ITEM_PENDING;
+                it->ready_at = now_ms() + it->retry_in_ms;
+            } else {
+                it->state = CSI_HTTP_ITEM_DONE;
+                finished++;
+            }
+        }
+        if (finished == n)
+            break;
+        now = now_ms();
+        for (i = 0; i < n; i++) {
+            if (items[i]->state == CSI_HTTP_ITEM_PENDING) {
+                long d = items[i]->ready_at - now;
+
+                if (d < wait)
+                    wait = d < 0 ? 0 : d;
+            }
+        }
+        if (running > 0)
+            curl_multi_poll(m, NULL, 0, (int)wait, NULL);
+        else if (wait > 0)
+            sleep_ms(wait);
+    }
+out:
+    for (int k = 0; slots != NULL && k < nslots; k++) {
+        if (slots[k].curl == NULL)
+            continue;
+        if (slots[k].item != NULL) {
+            curl_multi_remove_handle(m, slots[k].curl);
+            cs_error_free(slots[k].x.sink_err);
+            slots[k].item->state = CSI_HTTP_ITEM_DONE;
+        }
+        curl_slist_free_all(slots[k].hdrs);
+        curl_easy_cleanup(slots[k].curl);
+    }
+    free(slots);
+    if (m != NULL)
+        curl_multi_cleanup(m);
+    return ret;
+}
+
+void
+csi_http_item_dispose(csi_http_item *it)
+{
+    if (it == NULL)
+        return;
+    csi_http_resp_dispose(&it->resp);
+    cs_error_free(it->error);
+    it->error = NULL;
 }

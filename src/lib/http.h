@@ -29,6 +29,12 @@ typedef struct csi_http_opts {
  * 0 at the end, or < 0 (setting *err) to abort. */
 typedef long (*csi_http_source_fn)(void *payload, char *buf, size_t len, cs_error **err);
 
+struct csi_http_resp;
+
+/* Called once before the first byte of a 2xx body reaches the sink, with the response's
+ * status and headers complete: return < 0 (setting *err) to refuse it. */
+typedef int (*csi_http_begin_fn)(void *payload, const struct csi_http_resp *resp, cs_error **err);
+
 /* Receives a 2xx body as it streams; return < 0 (and set *err) to abort the transfer. */
 typedef int (*csi_http_sink_fn)(void *payload, const char *data, size_t len, cs_error **err);
 
@@ -42,6 +48,7 @@ typedef struct csi_http_req {
     void *source_payload;
     size_t max_body;       /* cap on a collected body; 0 = 1 MiB */
     csi_http_sink_fn sink; /* stream 2xx bodies here instead of collecting them */
+    csi_http_begin_fn begin; /* optional check before a sink gets its first byte */
     void *sink_payload;
     bool no_redirect; /* do not follow redirects */
     bool no_retry;    /* the caller retries itself */
@@ -72,6 +79,34 @@ void csi_http_free(csi_http *http);
  * zeroed or disposed before the call. */
 int csi_http_do(csi_http_resp *resp, csi_http *http, const csi_http_req *req, cs_error **err);
 void csi_http_resp_dispose(csi_http_resp *resp);
+
+/* ---- many transfers at once (libcurl multi: one connection pool, parallel streams) ------ */
+
+enum { CSI_HTTP_ITEM_PENDING, CSI_HTTP_ITEM_RUNNING, CSI_HTTP_ITEM_DONE };
+
+typedef struct csi_http_item {
+    csi_http_req req;   /* set by the caller; the done callback may change it to run again */
+    csi_http_resp resp; /* the outcome of the last try */
+    int result;         /* 0, or the code of a transport or sink failure of the last try */
+    cs_error *error;    /* its message; a done callback may take it (set to NULL) */
+    bool sunk;          /* the last try delivered body bytes to the sink */
+    long retry_in_ms;   /* set by a done callback that asks to run again */
+    void *user;
+    /* private to csi_http_run */
+    int state;
+    long ready_at;
+} csi_http_item;
+
+/* After each try of ITEM: return 0 when it is finished, 1 to run it again (after
+ * item->retry_in_ms), or < 0 (setting *err) to stop everything. */
+typedef int (*csi_http_done_fn)(void *payload, csi_http_item *item, cs_error **err);
+
+/* Run N items, at most PARALLEL at a time, calling DONE after each try. Returns the first
+ * error a DONE callback reported (remaining transfers are cancelled), else 0. No automatic
+ * retries here: the callback decides. */
+int csi_http_run(csi_http *h, csi_http_item **items, size_t n, int parallel, csi_http_done_fn done,
+                 void *payload, cs_error **err);
+void csi_http_item_dispose(csi_http_item *it);
 
 /* The first header NAME (case-insensitive) of the final response, or NULL. */
 const char *csi_http_header_get(const csi_http_resp *resp, const char *name);

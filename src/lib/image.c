@@ -95,8 +95,13 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
     if (!(flags & CS_IMAGE_NO_CONFIG)) {
         ret = cs_registry_get_blob(&img->config, r, ref->path, img->parsed->config.digest,
                                    img->parsed->config.size, CS_CONFIG_MAX, err);
-        if (ret < 0)
+        if (ret < 0) {
+            /* the manifest exists, so a missing config is a broken image, not a missing
+             * reference: callers trying fallbacks on 404 must not skip past it */
+            if (err != NULL && *err != NULL)
+                (*err)->http_status = 0;
             goto out;
+        }
         ret = cs_image_config_parse(&img->config_parsed, img->config.ptr, img->config.len, err);
         if (ret < 0) {
             csi_error_wrap(err, "config %s", img->parsed->config.digest);

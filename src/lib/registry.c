@@ -12,16 +12,8 @@
 #include "http.h"
 #include "json.h"
 #include "log_int.h"
+#include "registry_int.h"
 
-struct cs_registry {
-    char *domain;   /* as in the reference: picks credentials and names errors */
-    char *api_host; /* what we connect to: registry-1.docker.io for docker.io */
-    char *base;     /* "https://host" once decided */
-    bool insecure;  /* named by --insecure-registry */
-    bool loopback;
-    csi_http *http;
-    csi_auth *auth;
-};
 
 /* docker.io is an alias; the API lives on registry-1.docker.io (moby DefaultRegistryHost). */
 static const char *
@@ -109,8 +101,8 @@ error_body_summary(const csi_http_resp *resp)
 }
 
 /* An error for a non-2xx answer to WHAT ("manifest app:tag"). */
-static int
-status_error(cs_registry *r, const csi_http_resp *resp, const char *what, cs_error **err)
+int
+csi_registry_status_error(cs_registry *r, const csi_http_resp *resp, const char *what, cs_error **err)
 {
     char *detail = error_body_summary(resp);
     const char *d = detail ? detail : "";
@@ -265,8 +257,8 @@ request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req_in, const c
     return ret;
 }
 
-static int
-pull_scope(char **out, const char *repo, cs_error **err)
+int
+csi_registry_pull_scope(char **out, const char *repo, cs_error **err)
 {
     if (asprintf(out, "repository:%s:pull", repo) < 0) {
         *out = NULL;
@@ -298,7 +290,7 @@ cs_registry_get_manifest(cs_buf *out, char **media_type_out, char digest_out[CS_
         ret = csi_error_oom(err);
         goto out;
     }
-    ret = pull_scope(&scope, repo, err);
+    ret = csi_registry_pull_scope(&scope, repo, err);
     if (ret < 0)
         goto out;
     req.method = "GET";
@@ -312,7 +304,7 @@ cs_registry_get_manifest(cs_buf *out, char **media_type_out, char digest_out[CS_
         goto out;
     }
     if (resp.status != 200) {
-        ret = status_error(r, &resp, what, err);
+        ret = csi_registry_status_error(r, &resp, what, err);
         goto out;
     }
     ret = cs_digest_buffer(digest, resp.body.ptr ? resp.body.ptr : "", resp.body.len, err);
@@ -374,7 +366,7 @@ cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_STRLE
         ret = csi_error_oom(err);
         goto out;
     }
-    ret = pull_scope(&scope, repo, err);
+    ret = csi_registry_pull_scope(&scope, repo, err);
     if (ret < 0)
         goto out;
     req.method = "HEAD";
@@ -384,7 +376,7 @@ cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_STRLE
     if (ret < 0)
         goto out;
     if (resp.status != 200) {
-        ret = status_error(r, &resp, what, err);
+        ret = csi_registry_status_error(r, &resp, what, err);
         goto out;
     }
     dg = csi_http_header_get(&resp, "docker-content-digest");
@@ -435,7 +427,7 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
         ret = csi_error_oom(err);
         goto out;
     }
-    ret = pull_scope(&scope, repo, err);
+    ret = csi_registry_pull_scope(&scope, repo, err);
     if (ret < 0)
         goto out;
     req.method = "GET";
@@ -458,7 +450,7 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
         if (asprintf(&what, "blob %s in %s", digest, repo) < 0)
             ret = csi_error_oom(err);
         else
-            ret = status_error(r, &resp, what, err);
+            ret = csi_registry_status_error(r, &resp, what, err);
         free(what);
         goto out;
     }

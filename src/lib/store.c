@@ -16,6 +16,7 @@
 
 #include <cachesync/store.h>
 #include "error_int.h"
+#include "fsutil.h"
 #include "json.h"
 
 #define INDEX_MAX (64u * 1024 * 1024)
@@ -60,91 +61,6 @@ cs_store_default_dir(char **out, cs_error **err)
     return 0;
 }
 
-/* mkdir -p for a path we own. */
-static int
-mkdirs(const char *path, cs_error **err)
-{
-    char buf[PATH_MAX];
-    size_t i, n = strlen(path);
-
-    if (n >= sizeof(buf))
-        return csi_error_set(err, CS_EINVAL, "path too long: %.100s", path);
-    memcpy(buf, path, n + 1);
-    for (i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        buf[i] = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return csi_error_errno(err, errno, "create directory %s", buf);
-        buf[i] = path[i];
-    }
-    return 0;
-}
-
-static int
-fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0)
-        return -1;
-    fsync(fd);
-    close(fd);
-    return 0;
-}
-
-/* Write DATA to PATH atomically: a temp file in the same directory, fsync, rename. */
-static int
-write_atomic(const char *path, const void *data, size_t len, cs_error **err)
-{
-    char *tmp = NULL, *slash;
-    size_t done = 0;
-    int fd = -1, ret = 0;
-
-    if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
-        return csi_error_oom(err);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        ret = csi_error_errno(err, errno, "create %s", tmp);
-        goto out;
-    }
-    while (done < len) {
-        ssize_t w = write(fd, (const char *)data + done, len - done);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            ret = csi_error_errno(err, errno, "write %s", tmp);
-            goto out;
-        }
-        done += (size_t)w;
-    }
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        ret = csi_error_errno(err, errno, "write %s", tmp);
-        goto out;
-    }
-    close(fd);
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, path);
-        goto out;
-    }
-    slash = strrchr(tmp, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        fsync_dir(tmp);
-    }
-    free(tmp);
-    return 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL)
-        unlink(tmp);
-    free(tmp);
-    return ret;
-}
-
 static int
 ensure_file(const char *dir, const char *name, const char *content, cs_error **err)
 {
@@ -158,7 +74,7 @@ ensure_file(const char *dir, const char *name, const char *content, cs_error **e
         if (errno != ENOENT)
             ret = csi_error_errno(err, errno, "stat %s", path);
         else
-            ret = write_atomic(path, content, strlen(content), err);
+            ret = csi_fs_write_atomic(path, content, strlen(content), err);
     }
     free(path);
     return ret;
@@ -192,7 +108,7 @@ cs_store_open(cs_store **out, const char *dir, cs_error **err)
             ret = csi_error_oom(err);
             goto fail;
         }
-        ret = mkdirs(sub, err);
+        ret = csi_fs_mkdirs(sub, err);
         free(sub);
         sub = NULL;
         if (ret < 0)
@@ -274,7 +190,7 @@ cs_store_put_blob(cs_store *s, const char *digest, const void *data, size_t len,
     if (ret < 0)
         return ret;
     if (!cs_store_has_blob(s, got, (int64_t)len))
-        ret = write_atomic(path, data, len, err);
+        ret = csi_fs_write_atomic(path, data, len, err);
     free(path);
     if (ret == 0 && digest_out != NULL)
         memcpy(digest_out, got, CS_DIGEST_STRLEN);
@@ -541,7 +457,7 @@ cs_store_writer_commit(cs_store_writer *w, cs_error **err)
         return ret;
     }
     if (asprintf(&dir, "%s/blobs/sha256", w->store->dir) >= 0) {
-        fsync_dir(dir);
+        csi_fs_fsync_dir(dir);
         free(dir);
     }
     free(path);
@@ -641,7 +557,7 @@ cs_store_set_ref(cs_store *s, const char *ref, const char *media_type, const cha
         ret = csi_error_oom(err);
         goto out;
     }
-    ret = write_atomic(path, text, strlen(text), err);
+    ret = csi_fs_write_atomic(path, text, strlen(text), err);
 out:
     if (lock_fd >= 0)
         close(lock_fd);

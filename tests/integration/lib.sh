@@ -52,6 +52,8 @@
 #   assert_eq ACTUAL EXPECTED MSG
 #   assert_exit CODE MSG -- CMD ARGS...   stdout in $WORK/out, stderr in $WORK/err
 #   assert_contains FILE REGEX MSG  |  assert_not_contains FILE REGEX MSG   (grep -E)
+#   assert_cached BUILD_LOG STEP MSG | assert_not_cached BUILD_LOG STEP MSG  (BuildKit plain
+#                                    progress: STEP is the Dockerfile line as BuildKit prints it)
 # At exit the script prints "N passed, N failed".
 # A test sets the NAME_* variables through eval; put this under its shebang for shellcheck:
 #     # shellcheck disable=SC2154 # NAME_* variables are set by start_registry/start_dockerd
@@ -151,6 +153,32 @@ assert_not_contains() { # FILE REGEX MSG
         grep -En -- "$2" "$1" | head -n 10 | sed 's/^/#   /' >&2
         fail "$3"
     fi
+}
+
+# BuildKit plain progress: "#7 [2/5] COPY deps.txt /deps.txt" ... "#7 CACHED".
+cs_step_cached() { # LOG STEP -> 0 if STEP's vertex says CACHED
+    local n
+    n=$(grep -F "] $2" "$1" | head -n 1 | sed -n 's/^#\([0-9]*\) .*/\1/p')
+    [[ -n $n ]] || return 2
+    grep -qx "#$n CACHED" "$1"
+}
+
+assert_cached() { # LOG STEP MSG
+    local rc=0
+    cs_step_cached "$1" "$2" || rc=$?
+    ((rc == 0)) && { pass "$3"; return 0; }
+    sed 's/^/#   /' "$1" >&2
+    ((rc == 2)) && fail "$3: step '$2' is not in the build log"
+    fail "$3: step '$2' was not CACHED"
+}
+
+assert_not_cached() { # LOG STEP MSG
+    local rc=0
+    cs_step_cached "$1" "$2" || rc=$?
+    ((rc == 1)) && { pass "$3"; return 0; }
+    sed 's/^/#   /' "$1" >&2
+    ((rc == 2)) && fail "$3: step '$2' is not in the build log"
+    fail "$3: step '$2' was CACHED"
 }
 
 # ---- environments -----------------------------------------------------------------------------

@@ -1,0 +1,462 @@
+/* Tar stream producer: pre-built headers, contents streamed from files or memory. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cachesync/buf.h>
+#include "archive.h"
+#include "error_int.h"
+#include "tar.h"
+
+/* write_file's buffer: large reads and writes keep syscalls off the profile */
+#define COPY_BUF (256 * 1024)
+
+struct entry {
+    char *header; /* the header block(s), built when the entry is added */
+    size_t header_len;
+    char *path; /* content from this file, or */
+    char *data; /* from this copy */
+    uint64_t size;
+};
+
+enum phase {
+    P_HEADER,
+    P_DATA,
+    P_PAD,
+    P_END, /* the two zero blocks */
+    P_DONE,
+    P_FAILED,
+};
+
+struct csi_archive {
+    struct entry *entries;
+    size_t n, cap;
+    /* stream position */
+    size_t cur;   /* entry being streamed */
+    enum phase phase;
+    uint64_t off; /* bytes of the current phase already produced */
+    int fd;       /* the current entry's file while its data streams */
+};
+
+int
+csi_archive_new(csi_archive **out, cs_error **err)
+{
+    csi_archive *a = calloc(1, sizeof(*a));
+
+    if (a == NULL)
+        return csi_error_oom(err);
+    a->fd = -1;
+    a->phase = P_HEADER;
+    *out = a;
+    return 0;
+}
+
+static void
+close_current(csi_archive *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+}
+
+void
+csi_archive_free(csi_archive *a)
+{
+    size_t i;
+
+    if (a == NULL)
+        return;
+    close_current(a);
+    for (i = 0; i < a->n; i++) {
+        free(a->entries[i].header);
+        free(a->entries[i].path);
+        free(a->entries[i].data);
+    }
+    free(a->entries);
+    free(a);
+}
+
+void
+csi_archive_rewind(csi_archive *a)
+{
+    close_current(a);
+    a->cur = 0;
+    a->off = 0;
+    a->phase = P_HEADER;
+}
+
+/* Append an entry with its header; takes PATH and DATA (freed on failure). */
+static int
+add_entry(csi_archive *a, const char *name, uint64_t size, unsigned mode, char typeflag,
+          char *path, char *data, cs_error **err)
+{
+    cs_buf hdr = CS_BUF_INIT;
+    struct entry *e;
+    int ret;
+
+    if (!csi_tar_path_is_safe(name)) {
+        ret = csi_error_set(err, CS_EINVAL, "unsafe archive entry name \"%.200s\"",
+                            name != NULL ? name : "");
+        goto out;
+    }
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+
+        e = realloc(a->entries, cap * sizeof(*e));
+        if (e == NULL) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
+        a->entries = e;
+        a->cap = cap;
+    }
+    ret = csi_tar_header(&hdr, name, size, mode, 0, typeflag, err);
+    if (ret < 0)
+        goto out;
+    e = &a->entries[a->n++];
+    e->header_len = hdr.len;
+    e->header = cs_buf_detach(&hdr);
+    e->path = path;
+    e->data = data;
+    e->size = size;
+    path = NULL;
+    data = NULL;
+
+out:
+    cs_buf_dispose(&hdr);
+    free(path);
+    free(data);
+    return ret;
+}
+
+int
+csi_archive_add_file(csi_archive *a, const char *name, const char *path, uint64_t size,
+                     cs_error **err)
+{
+    char *p = strdup(path);
+
+    if (p == NULL)
+        return csi_error_oom(err);
+    return add_entry(a, name, size, 0644, CSI_TAR_REG, p, NULL, err);
+}
+
+int
+csi_archive_add_mem(csi_archive *a, const char *name, const void *data, size_t len,
+                    cs_error **err)
+{
+    /* one spare byte so an empty entry still has a non-NULL copy */
+    char *copy = malloc(len + 1);
+
+    if (copy == NULL)
+        return csi_error_oom(err);
+    if (len > 0)
+        memcpy(copy, data, len);
+    return add_entry(a, name, len, 0644, CSI_TAR_REG, NULL, copy, err);
+}
+
+int
+csi_archive_add_dir(csi_archive *a, const char *name, cs_error **err)
+{
+    size_t len = name != NULL ? strlen(name) : 0;
+    char *dir;
+    int ret;
+
+    if (len > 0 && name[len - 1] == '/')
+        return add_entry(a, name, 0, 0755, CSI_TAR_DIR, NULL, NULL, err);
+    dir = malloc(len + 2);
+    if (dir == NULL)
+        return csi_error_oom(err);
+    if (len > 0)
+        memcpy(dir, name, len);
+    dir[len] = '/';
+    dir[len + 1] = '\0';
+    ret = add_entry(a, dir, 0, 0755, CSI_TAR_DIR, NULL, NULL, err);
+    free(dir);
+    return ret;
+}
+
+uint64_t
+csi_archive_size(const csi_archive *a)
+{
+    uint64_t total = 2 * CSI_TAR_BLOCK;
+    size_t i;
+
+    for (i = 0; i < a->n; i++)
+        total += a->entries[i].header_len + a->entries[i].size +
+                 csi_tar_padding(a->entries[i].size);
+    return total;
+}
+
+static int
+open_current(csi_archive *a, const struct entry *e, cs_error **err)
+{
+    struct stat st;
+
+    a->fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    if (a->fd < 0)
+        return csi_error_errno(err, errno, "open %s", e->path);
+    if (fstat(a->fd, &st) < 0)
+        return csi_error_errno(err, errno, "stat %s", e->path);
+    if (!S_ISREG(st.st_mode))
+        return csi_error_set(err, CS_EINVAL, "%s is not a regular file", e->path);
+    if ((uint64_t)st.st_size != e->size)
+        return csi_error_set(err, CS_EDIGEST, "%s is %lld bytes, expected %llu", e->path,
+                             (long long)st.st_size, (unsigned long long)e->size);
+#ifdef POSIX_FADV_SEQUENTIAL
+    (void)posix_fadvise(a->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+    return 0;
+}
+
+/* Read file data into BUF; > 0 bytes, or < 0 with *err set. */
+static long
+read_file_data(csi_archive *a, const struct entry *e, char *buf, size_t want, cs_error **err)
+{
+    ssize_t r;
+
+    do {
+        r = read(a->fd, buf, want);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return csi_error_errno(err, errno, "read %s", e->path);
+    if (r == 0)
+        return csi_error_set(err, CS_EDIGEST, "%s shrank to %llu bytes while being archived "
+                             "(expected %llu)", e->path, (unsigned long long)a->off,
+                             (unsigned long long)e->size);
+    return (long)r;
+}
+
+/* All SIZE bytes were read: the file must be at its end. */
+static int
+check_file_end(csi_archive *a, const struct entry *e, cs_error **err)
+{
+    char probe;
+    ssize_t r;
+
+    do {
+        r = read(a->fd, &probe, 1);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return csi_error_errno(err, errno, "read %s", e->path);
+    if (r > 0)
+        return csi_error_set(err, CS_EDIGEST, "%s grew past %llu bytes while being archived",
+                             e->path, (unsigned long long)e->size);
+    close_current(a);
+    return 0;
+}
+
+long
+csi_archive_read(void *payload, char *buf, size_t len, cs_error **err)
+{
+    static const char zeros[CSI_TAR_BLOCK];
+    csi_archive *a = payload;
+    const struct entry *e;
+    size_t done = 0, n;
+    uint64_t left;
+    long r;
+    int ret = 0;
+
+    if (a->phase == P_FAILED)
+        return csi_error_set(err, CS_EINVAL, "archive stream already failed");
+    if (len > LONG_MAX)
+        len = LONG_MAX;
+    while (done < len && a->phase != P_DONE) {
+        e = a->cur < a->n ? &a->entries[a->cur] : NULL;
+        switch (a->phase) {
+        case P_HEADER:
+            if (e == NULL) {
+                a->phase = P_END;
+                a->off = 0;
+                break;
+            }
+            left = e->header_len - a->off;
+            n = left < len - done ? (size_t)left : len - done;
+            memcpy(buf + done, e->header + a->off, n);
+            done += n;
+            a->off += n;
+            if (a->off == e->header_len) {
+                a->phase = P_DATA;
+                a->off = 0;
+            }
+            break;
+        case P_DATA:
+            if (e->path != NULL && a->fd < 0 && a->off == 0) {
+                ret = open_current(a, e, err);
+                if (ret < 0)
+                    goto out;
+            }
+            if (a->off == e->size) {
+                if (e->path != NULL) {
+                    ret = check_file_end(a, e, err);
+                    if (ret < 0)
+                        goto out;
+                }
+                a->phase = P_PAD;
+                a->off = 0;
+                break;
+            }
+            left = e->size - a->off;
+            n = left < len - done ? (size_t)left : len - done;
+            if (e->path != NULL) {
+                r = read_file_data(a, e, buf + done, n, err);
+                if (r < 0) {
+                    ret = (int)r;
+                    goto out;
+                }
+                n = (size_t)r;
+            } else {
+                memcpy(buf + done, e->data + a->off, n);
+            }
+            done += n;
+            a->off += n;
+            break;
+        case P_PAD:
+            left = csi_tar_padding(e->size) - a->off;
+            n = left < len - done ? (size_t)left : len - done;
+            memset(buf + done, 0, n);
+            done += n;
+            a->off += n;
+            if (a->off == csi_tar_padding(e->size)) {
+                a->cur++;
+                a->phase = P_HEADER;
+                a->off = 0;
+            }
+            break;
+        case P_END:
+            left = 2 * CSI_TAR_BLOCK - a->off;
+            n = left < len - done ? (size_t)left : len - done;
+            memcpy(buf + done, zeros, n < CSI_TAR_BLOCK ? n : CSI_TAR_BLOCK);
+            if (n > CSI_TAR_BLOCK)
+                memcpy(buf + done + CSI_TAR_BLOCK, zeros, n - CSI_TAR_BLOCK);
+            done += n;
+            a->off += n;
+            if (a->off == 2 * CSI_TAR_BLOCK)
+                a->phase = P_DONE;
+            break;
+        default:
+            break;
+        }
+    }
+
+out:
+    if (ret < 0) {
+        close_current(a);
+        a->phase = P_FAILED;
+        return ret;
+    }
+    return (long)done;
+}
+
+static int
+write_all(int fd, const char *p, size_t n, const char *path, cs_error **err)
+{
+    ssize_t w;
+
+    while (n > 0) {
+        w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return csi_error_errno(err, errno, "write %s", path);
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Make the rename durable; the data itself is already synced, so failure here is not
+ * worth failing the write for. */
+static void
+sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int fd;
+
+    if (slash == NULL) {
+        dir = strdup(".");
+    } else {
+        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    }
+    if (dir == NULL)
+        return;
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int
+csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
+{
+    char *tmp = NULL, *buf = NULL;
+    int fd = -1, ret = 0;
+    long n;
+
+    tmp = malloc(strlen(path) + sizeof(".tmp-XXXXXX"));
+    buf = malloc(COPY_BUF);
+    if (tmp == NULL || buf == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    strcpy(tmp, path);
+    strcat(tmp, ".tmp-XXXXXX");
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        ret = csi_error_errno(err, errno, "create %s", tmp);
+        free(tmp);
+        tmp = NULL;
+        goto out;
+    }
+    /* mkstemp makes 0600; an archive is a normal output file */
+    if (fchmod(fd, 0644) < 0) {
+        ret = csi_error_errno(err, errno, "chmod %s", tmp);
+        goto out;
+    }
+    csi_archive_rewind(a);
+    for (;;) {
+        n = csi_archive_read(a, buf, COPY_BUF, err);
+        if (n < 0) {
+            ret = (int)n;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        ret = write_all(fd, buf, (size_t)n, tmp, err);
+        if (ret < 0)
+            goto out;
+    }
+    if (fsync(fd) < 0) {
+        ret = csi_error_errno(err, errno, "fsync %s", tmp);
+        goto out;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        ret = csi_error_errno(err, errno, "close %s", tmp);
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0) {
+        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, path);
+        goto out;
+    }
+    sync_parent(path);
+
+out:
+    if (fd >= 0)
+        close(fd);
+    if (ret < 0 && tmp != NULL)
+        unlink(tmp);
+    free(tmp);
+    free(buf);
+    return ret;
+}

@@ -1,0 +1,489 @@
+/* cs_pull: resolve, plan, fetch into the store; delivery is in pull_deliver.c. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error_int.h"
+#include "log_int.h"
+#include "pull_int.h"
+
+#define DEFAULT_JOBS 6
+
+int
+cs_target_parse(cs_target *out, const char *spec, cs_error **err)
+{
+    cs_target t = {0};
+    const char *rest;
+
+    if (strcmp(spec, "docker") == 0) {
+        t.kind = CS_TARGET_DOCKER;
+    } else if (strcmp(spec, "store") == 0) {
+        t.kind = CS_TARGET_STORE;
+    } else if (strncmp(spec, "archive:", 8) == 0 && spec[8] != '\0') {
+        t.kind = CS_TARGET_ARCHIVE;
+        t.path = strdup(spec + 8);
+        if (t.path == NULL)
+            return csi_error_oom(err);
+    } else if (strncmp(spec, "oci:", 4) == 0 && spec[4] != '\0') {
+        const char *colon;
+
+        rest = spec + 4;
+        t.kind = CS_TARGET_OCI;
+        /* oci:DIR[:TAG], as skopeo reads it: the last ':' splits off a tag */
+        colon = strrchr(rest, ':');
+        if (colon != NULL && colon != rest && colon[1] != '\0' && strchr(colon, '/') == NULL) {
+            t.path = strndup(rest, (size_t)(colon - rest));
+            t.tag = strdup(colon + 1);
+            if (t.tag == NULL) {
+                free(t.path);
+                return csi_error_oom(err);
+            }
+        } else {
+            t.path = strdup(rest);
+        }
+        if (t.path == NULL) {
+            free(t.tag);
+            return csi_error_oom(err);
+        }
+    } else if (strncmp(spec, "buildkit:", 9) == 0) {
+        return csi_error_set(err, CS_EUNSUPPORTED, "target %s: buildkit:DIR is not supported yet",
+                             spec);
+    } else {
+        return csi_error_set(err, CS_EINVAL,
+                             "invalid target \"%.100s\": expected docker, store, oci:DIR[:TAG] "
+                             "or archive:FILE",
+                             spec);
+    }
+    *out = t;
+    return 0;
+}
+
+void
+cs_target_dispose(cs_target *t)
+{
+    if (t == NULL)
+        return;
+    free(t->path);
+    free(t->tag);
+    memset(t, 0, sizeof(*t));
+}
+
+void
+cs_pull_result_free(cs_pull_result *r)
+{
+    size_t i;
+
+    if (r == NULL)
+        return;
+    free(r->ref);
+    free(r->served_by);
+    free(r->platform);
+    for (i = 0; i < r->ndeliveries; i++) {
+        free(r->deliveries[i].target);
+        free(r->deliveries[i].outcome);
+    }
+    free(r->deliveries);
+    free(r);
+}
+
+void
+csi_pull_event(csi_pull *p, cs_pull_event ev, const char *fmt, ...)
+{
+    cs_pull_progress pr = {0};
+    char msg[1024];
+    va_list ap;
+
+    if (p->opts->progress == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pr.event = ev;
+    pr.message = msg;
+    p->opts->progress(&pr, p->opts->progress_payload);
+}
+
+int
+csi_pull_add_delivery(csi_pull *p, const char *target, const char *outcome, cs_error **err)
+{
+    cs_pull_delivery *d;
+
+    d = realloc(p->res->deliveries, (p->res->ndeliveries + 1) * sizeof(*d));
+    if (d == NULL)
+        return csi_error_oom(err);
+    p->res->deliveries = d;
+    d = &d[p->res->ndeliveries];
+    d->target = strdup(target);
+    d->outcome = strdup(outcome);
+    if (d->target == NULL || d->outcome == NULL) {
+        free(d->target);
+        free(d->outcome);
+        return csi_error_oom(err);
+    }
+    p->res->ndeliveries++;
+    csi_pull_event(p, CS_PULL_DELIVERED, "%s: %s", target, outcome);
+    return 0;
+}
+
+/* Find the first of REF and its fallbacks that exists; a missing one (HTTP 404 for its
+ * manifest) moves on, any other failure stops. */
+static int
+resolve(csi_pull *p, cs_error **err)
+{
+    const cs_pull_options *o = p->opts;
+    size_t i;
+    int ret;
+
+    for (i = 0; i <= o->nfallbacks; i++) {
+        const char *cand = i == 0 ? o->ref : o->fallbacks[i - 1];
+        cs_reference *r = NULL;
+        cs_error *e = NULL;
+
+        ret = cs_reference_parse(&r, cand, err);
+        if (ret < 0)
+            return ret;
+        cs_registry_free(p->reg);
+        p->reg = NULL;
+        ret = cs_registry_new(&p->reg, r->domain, &o->registry, err);
+        if (ret < 0) {
+            cs_reference_free(r);
+            return ret;
+        }
+        ret = cs_image_resolve(&p->img, p->reg, r, o->platform, 0, &e);
+        if (ret == 0) {
+            p->served = r;
+            return 0;
+        }
+        cs_reference_free(r);
+        if (ret != CS_ENOTFOUND || e->http_status != 404 || i == o->nfallbacks) {
+            if (ret == CS_ENOTFOUND && e->http_status == 404 && o->nfallbacks > 0) {
+                ret = csi_error_set(err, CS_ENOTFOUND,
+                                    "%s not found, nor any of its %zu fallbacks (last: %s)",
+                                    o->ref, o->nfallbacks, e->message);
+                cs_error_free(e);
+                return ret;
+            }
+            *err = e;
+            return ret;
+        }
+        csi_pull_event(p, CS_PULL_NOTE, "%s: not found, trying %s", cand, o->fallbacks[i]);
+        cs_error_free(e);
+    }
+    return csi_error_set(err, CS_ENOTFOUND, "%s not found", o->ref);
+}
+
+/* Keep what resolve verified: the documents go into the store first. */
+static int
+store_documents(csi_pull *p, cs_error **err)
+{
+    cs_image *img = p->img;
+    int ret;
+
+    ret = cs_store_put_blob(p->store, img->top_digest, img->top.ptr, img->top.len, NULL, err);
+    if (ret == 0 && img->from_index)
+        ret = cs_store_put_blob(p->store, img->manifest_digest, img->manifest.ptr,
+                                img->manifest.len, NULL, err);
+    if (ret == 0)
+        ret = cs_store_put_blob(p->store, img->parsed->config.digest, img->config.ptr,
+                                img->config.len, NULL, err);
+    return ret;
+}
+
+/* ---- fetching --------------------------------------------------------------------------- */
+
+static int
+w_write(void *payload, const void *data, size_t len, cs_error **err)
+{
+    return cs_store_writer_write(payload, data, len, err);
+}
+
+static int
+w_restart(void *payload, cs_error **err)
+{
+    return cs_store_writer_restart(payload, err);
+}
+
+static int
+w_finish(void *payload, cs_error **err)
+{
+    return cs_store_writer_commit(payload, err);
+}
+
+static void
+fetch_progress(void *payload, const cs_blob_fetch *b, size_t delta, bool finished)
+{
+    csi_pull *p = payload;
+    cs_pull_progress pr = {0};
+
+    p->bytes_done += delta;
+
+    if (p->opts->progress == NULL)
+        return;
+    pr.event = finished ? CS_PULL_FETCHED : CS_PULL_PROGRESS;
+    pr.digest = b->digest;
+    pr.done = b->sink.offset;
+    pr.total = (uint64_t)b->size;
+    pr.bytes_done = p->bytes_done;
+    p->opts->progress(&pr, p->opts->progress_payload);
+}
+
+static bool
+wants(const cs_pull_options *o, cs_target_kind kind)
+{
+    size_t i;
+
+    if (o->ntargets == 0)
+        return kind == CS_TARGET_DOCKER;
+    for (i = 0; i < o->ntargets; i++) {
+        if (o->targets[i].kind == kind)
+            return true;
+    }
+    return false;
+}
+
+/* Fetch the layers I with NEED[I] that the store lacks; COUNT says whether to count them in
+ * the result's layer tallies (the first plan does, a later top-up does not). */
+static int
+fetch_needed(csi_pull *p, const bool *need, bool count, cs_error **err)
+{
+    const cs_pull_options *o = p->opts;
+    const cs_manifest *m = p->img->parsed;
+    cs_blob_fetch *blobs = NULL;
+    cs_store_writer **writers = NULL;
+    cs_pull_progress pr = {0};
+    size_t i, n = 0;
+    int ret = 0;
+
+    blobs = calloc(m->nlayers ? m->nlayers : 1, sizeof(*blobs));
+    writers = calloc(m->nlayers ? m->nlayers : 1, sizeof(*writers));
+    if (blobs == NULL || writers == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    for (i = 0; i < m->nlayers; i++) {
+        const cs_descriptor *d = &m->layers[i];
+        bool dup = false;
+
+        if (!need[i]) {
+            if (count)
+                p->res->layers_in_daemon++;
+            continue;
+        }
+        if (cs_store_has_blob(p->store, d->digest, d->size)) {
+            if (count)
+                p->res->layers_in_store++;
+            continue;
+        }
+        /* the same blob twice in one image is fetched once */
+        for (size_t k = 0; k < n; k++)
+            dup = dup || strcmp(blobs[k].digest, d->digest) == 0;
+        if (dup)
+            continue;
+        ret = cs_store_writer_open(&writers[n], p->store, d->digest, d->size, err);
+        if (ret < 0)
+            goto out;
+        if (cs_store_writer_present(writers[n])) {
+            /* another process finished it while we waited for its lock */
+            cs_store_writer_close(writers[n]);
+            writers[n] = NULL;
+            if (count)
+                p->res->layers_in_store++;
+            continue;
+        }
+        blobs[n].digest = d->digest;
+        blobs[n].size = d->size;
+        blobs[n].sink.offset = cs_store_writer_offset(writers[n]);
+        blobs[n].sink.write = w_write;
+        blobs[n].sink.restart = w_restart;
+        blobs[n].sink.finish = w_finish;
+        blobs[n].sink.payload = writers[n];
+        pr.bytes_to_fetch += (uint64_t)d->size - blobs[n].sink.offset;
+        n++;
+    }
+    pr.event = CS_PULL_PLANNED;
+    pr.layers_total = m->nlayers;
+    pr.layers_to_fetch = n;
+    if (o->progress != NULL)
+        o->progress(&pr, o->progress_payload);
+    ret = cs_registry_fetch_blobs(p->reg, p->served->path, blobs, n,
+                                  o->jobs > 0 ? o->jobs : DEFAULT_JOBS, fetch_progress, p, err);
+    for (i = 0; i < n; i++)
+        p->res->bytes_fetched += blobs[i].bytes_received;
+    if (ret < 0)
+        goto out;
+    p->res->layers_fetched += n;
+out:
+    for (i = 0; writers != NULL && i < m->nlayers; i++)
+        cs_store_writer_close(writers[i]);
+    free(writers);
+    free(blobs);
+    return ret;
+}
+
+static int
+fetch_layers(csi_pull *p, cs_error **err)
+{
+    const cs_pull_options *o = p->opts;
+    size_t i, n = p->img->parsed->nlayers;
+    bool all = wants(o, CS_TARGET_STORE) || wants(o, CS_TARGET_OCI) || wants(o, CS_TARGET_ARCHIVE);
+    bool docker_needs = wants(o, CS_TARGET_DOCKER) && !p->daemon_has_ref && !p->daemon_has_image;
+    bool *need = calloc(n ? n : 1, sizeof(*need));
+    int ret;
+
+    if (need == NULL)
+        return csi_error_oom(err);
+    for (i = 0; i < n; i++) {
+        p->res->bytes_total += (uint64_t)p->img->parsed->layers[i].size;
+        need[i] = all || (docker_needs && i >= p->daemon_prefix);
+    }
+    ret = fetch_needed(p, need, true, err);
+    free(need);
+    return ret;
+}
+
+int
+csi_pull_fetch_prefix(csi_pull *p, size_t count, cs_error **err)
+{
+    size_t i, n = p->img->parsed->nlayers;
+    bool *need = calloc(n ? n : 1, sizeof(*need));
+    int ret;
+
+    if (need == NULL)
+        return csi_error_oom(err);
+    for (i = 0; i < n && i < count; i++)
+        need[i] = true;
+    ret = fetch_needed(p, need, false, err);
+    free(need);
+    return ret;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+record_ref(csi_pull *p, cs_error **err)
+{
+    char *served = cs_reference_to_string(p->served, 0);
+    const char *ann[] = {"io.cachesync.source", served, NULL};
+    int ret;
+
+    if (served == NULL)
+        return csi_error_oom(err);
+    ret = cs_store_set_ref(p->store, p->res->ref, p->img->parsed->media_type,
+                           p->img->manifest_digest, (int64_t)p->img->manifest.len, ann, err);
+    free(served);
+    return ret;
+}
+
+int
+cs_pull(cs_pull_result **out, const cs_pull_options *opts, cs_error **err)
+{
+    csi_pull p = {0};
+    double t0 = now_s();
+    size_t i;
+    int ret;
+
+    p.opts = opts;
+    p.res = calloc(1, sizeof(*p.res));
+    if (p.res == NULL)
+        return csi_error_oom(err);
+    ret = cs_reference_parse(&p.ref, opts->ref, err);
+    if (ret < 0)
+        goto out;
+    for (i = 0; i < opts->nfallbacks; i++) {
+        cs_reference *f = NULL;
+
+        ret = cs_reference_parse(&f, opts->fallbacks[i], err);
+        cs_reference_free(f);
+        if (ret < 0)
+            goto out;
+    }
+    p.res->ref = cs_reference_to_string(p.ref, 0);
+    if (p.res->ref == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = cs_store_open(&p.store, opts->store_dir, err);
+    if (ret < 0)
+        goto out;
+    /* the daemon first: a daemon that is down should fail before any download */
+    if (wants(opts, CS_TARGET_DOCKER)) {
+        ret = cs_daemon_open(&p.daemon, opts->docker_host, err);
+        if (ret == 0)
+            ret = cs_daemon_get_info(&p.dinfo, p.daemon, err);
+        if (ret < 0)
+            goto out;
+    }
+    ret = resolve(&p, err);
+    if (ret < 0)
+        goto out;
+    p.res->served_by = cs_reference_to_string(p.served, 0);
+    p.res->platform = cs_platform_to_string(&p.img->config_parsed->platform);
+    if (p.res->served_by == NULL || p.res->platform == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    memcpy(p.res->top_digest, p.img->top_digest, CS_DIGEST_STRLEN);
+    memcpy(p.res->manifest_digest, p.img->manifest_digest, CS_DIGEST_STRLEN);
+    snprintf(p.res->config_digest, CS_DIGEST_STRLEN, "%s", p.img->parsed->config.digest);
+    p.res->layers_total = p.img->parsed->nlayers;
+    csi_pull_event(&p, CS_PULL_RESOLVED, "%s %s (%s, %zu layers)", p.res->served_by,
+                   p.res->manifest_digest, p.res->platform, p.res->layers_total);
+    ret = store_documents(&p, err);
+    if (ret < 0)
+        goto out;
+    if (p.daemon != NULL) {
+        ret = csi_pull_plan_docker(&p, err);
+        if (ret < 0)
+            goto out;
+    }
+    ret = fetch_layers(&p, err);
+    if (ret < 0)
+        goto out;
+    ret = record_ref(&p, err);
+    if (ret < 0)
+        goto out;
+    for (i = 0; i < opts->ntargets || (i == 0 && opts->ntargets == 0); i++) {
+        const cs_target *t = opts->ntargets ? &opts->targets[i] : NULL;
+        cs_target_kind kind = t ? t->kind : CS_TARGET_DOCKER;
+
+        switch (kind) {
+        case CS_TARGET_DOCKER:
+            ret = csi_pull_deliver_docker(&p, err);
+            break;
+        case CS_TARGET_STORE:
+            ret = csi_pull_add_delivery(&p, "store", cs_store_dir(p.store), err);
+            break;
+        case CS_TARGET_OCI:
+            ret = csi_pull_deliver_oci(&p, t, err);
+            break;
+        case CS_TARGET_ARCHIVE:
+            ret = csi_pull_deliver_archive(&p, t, err);
+            break;
+        }
+        if (ret < 0)
+            goto out;
+    }
+    p.res->seconds = now_s() - t0;
+    *out = p.res;
+    p.res = NULL;
+out:
+    cs_pull_result_free(p.res);
+    cs_reference_free(p.ref);
+    cs_reference_free(p.served);
+    cs_image_free(p.img);
+    cs_registry_free(p.reg);
+    cs_store_free(p.store);
+    cs_daemon_free(p.daemon);
+    return ret;
+}

@@ -1,0 +1,27 @@
+/* Internal: what the registry's other source files share. */
+#ifndef CS_LIB_REGISTRY_INT_H
+#define CS_LIB_REGISTRY_INT_H
+
+#include <cachesync/registry.h>
+#include "auth.h"
+#include "http.h"
+
+struct cs_registry {
+    char *domain;   /* as in the reference: picks credentials and names errors */
+    char *api_host; /* what we connect to: registry-1.docker.io for docker.io */
+    char *base;     /* "https://host" once decided */
+    bool insecure;  /* named by --insecure-registry */
+    bool loopback;
+    csi_http *http;
+    csi_auth *auth;
+};
+
+/* An error for a non-2xx answer RESP to WHAT ("manifest app:tag"): 404 -> CS_ENOTFOUND,
+ * 401/403 -> CS_EAUTH, 5xx/429 -> CS_ENET, else CS_EPROTO; with the registry's own message. */
+int csi_registry_status_error(cs_registry *r, const csi_http_resp *resp, const char *what,
+                              cs_error **err);
+
+/* "repository:REPO:pull" */
+int csi_registry_pull_scope(char **out, const char *repo, cs_error **err);
+
+#endif
