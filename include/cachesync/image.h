@@ -8,6 +8,7 @@
 #include <cachesync/manifest.h>
 #include <cachesync/reference.h>
 #include <cachesync/registry.h>
+#include <cachesync/store.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,9 +31,11 @@ typedef struct cs_image {
 
 enum { CS_IMAGE_NO_CONFIG = 1 << 0 };
 
-/** Resolve REF on R for platform WANT (NULL: the host's). */
+/** Resolve REF on R for platform WANT (NULL: the host's). With STORE (may be NULL), documents
+ * addressed by digest (child manifests, the config) are read from it when present there
+ * (re-verified), so a repeated resolve asks the registry only for what a tag names. */
 int cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref,
-                     const cs_platform *want, unsigned flags, cs_error **err);
+                     const cs_platform *want, cs_store *store, unsigned flags, cs_error **err);
 void cs_image_free(cs_image *img);
 
 #ifdef __cplusplus

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cachesync/buf.h>
 #include <cachesync/error.h>
 
 #ifdef __cplusplus
@@ -71,6 +72,13 @@ typedef struct cs_manifest {
 int cs_manifest_parse(cs_manifest **out, const char *data, size_t len, const char *content_type,
                       cs_error **err);
 void cs_manifest_free(cs_manifest *m);
+
+/** Rewrite a Docker schema2 manifest as an OCI image manifest, as `skopeo copy` does for an
+ * OCI destination: the media types of the manifest, config and layers become their OCI
+ * equivalents (image-spec media-types.md: "interchangeable and fully compatible"); digests and
+ * sizes stay, so the config (the image ID, the inline cache) and the layers are the same
+ * blobs. An OCI manifest is copied unchanged. OUT gets the new bytes. Pure. */
+int cs_manifest_to_oci(cs_buf *out, const char *data, size_t len, cs_error **err);
 
 /** True for the media types of manifests and indexes we read. */
 bool cs_media_type_is_manifest(const char *media_type);

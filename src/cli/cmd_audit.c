@@ -218,7 +218,7 @@ cmd_audit(int argc, char **argv)
     }
     cli_registry_options(&ropts);
     if (cs_registry_new(&reg, ref->domain, &ropts, &err) < 0 ||
-        cs_image_resolve(&img, reg, ref, wantp, o.raw == RAW_MANIFEST ? CS_IMAGE_NO_CONFIG : 0,
+        cs_image_resolve(&img, reg, ref, wantp, NULL, o.raw == RAW_MANIFEST ? CS_IMAGE_NO_CONFIG : 0,
                          &err) < 0) {
         r = cli_fail(err);
         goto out;

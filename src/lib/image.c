@@ -1,6 +1,7 @@
 /* Resolve a reference to an image: index -> platform manifest -> config. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +26,24 @@ cs_image_free(cs_image *img)
     free(img);
 }
 
+/* A document by digest: from the store when it has it, else from the registry. */
+static int
+get_by_digest(cs_buf *out, char **mt_out, cs_registry *r, cs_store *store, const char *repo,
+              const char *digest, const char *media_type, cs_error **err)
+{
+    if (store != NULL && cs_store_has_blob(store, digest, -1) &&
+        cs_store_read_blob(out, store, digest, CS_MANIFEST_MAX, NULL) == 0) {
+        *mt_out = media_type ? strdup(media_type) : NULL;
+        return media_type && *mt_out == NULL ? csi_error_oom(err) : 0;
+    }
+    char got[CS_DIGEST_STRLEN];
+
+    return cs_registry_get_manifest(out, mt_out, got, r, repo, digest, err);
+}
+
 int
 cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const cs_platform *want,
-                 unsigned flags, cs_error **err)
+                 cs_store *store, unsigned flags, cs_error **err)
 {
     cs_platform host = {0};
     cs_image *img;
@@ -59,7 +75,7 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
         goto out;
     for (depth = 0; m->kind == CS_MANIFEST_INDEX; depth++) {
         const cs_descriptor *d = NULL;
-        char *digest;
+        char *digest, *child_mt;
 
         if (depth == MAX_INDEX_DEPTH) {
             ret =
@@ -70,7 +86,10 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
         if (ret < 0)
             goto wrap;
         digest = strdup(d->digest);
-        if (digest == NULL) {
+        child_mt = strdup(d->media_type);
+        if (digest == NULL || child_mt == NULL) {
+            free(digest);
+            free(child_mt);
             ret = csi_error_oom(err);
             goto out;
         }
@@ -78,8 +97,10 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
         m = NULL;
         free(cur_mt);
         cur_mt = NULL;
-        ret = cs_registry_get_manifest(&cur, &cur_mt, cur_digest, r, ref->path, digest, err);
+        ret = get_by_digest(&cur, &cur_mt, r, store, ref->path, digest, child_mt, err);
+        snprintf(cur_digest, sizeof(cur_digest), "%s", digest);
         free(digest);
+        free(child_mt);
         if (ret < 0)
             goto out;
         ret = cs_manifest_parse(&m, cur.ptr, cur.len, cur_mt, err);
@@ -93,8 +114,14 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
     img->parsed = m;
     m = NULL;
     if (!(flags & CS_IMAGE_NO_CONFIG)) {
-        ret = cs_registry_get_blob(&img->config, r, ref->path, img->parsed->config.digest,
-                                   img->parsed->config.size, CS_CONFIG_MAX, err);
+        const cs_descriptor *cd = &img->parsed->config;
+
+        if (store != NULL && cs_store_has_blob(store, cd->digest, cd->size) &&
+            cs_store_read_blob(&img->config, store, cd->digest, CS_CONFIG_MAX, NULL) == 0)
+            ret = 0;
+        else
+            ret = cs_registry_get_blob(&img->config, r, ref->path, cd->digest, cd->size,
+                                       CS_CONFIG_MAX, err);
         if (ret < 0) {
             /* the manifest exists, so a missing config is a broken image, not a missing
              * reference: callers trying fallbacks on 404 must not skip past it */

@@ -262,6 +262,83 @@ out:
     return ret;
 }
 
+/* ---- conversion ----------------------------------------------------------------------- */
+
+static const char *
+oci_type_of(const char *mt)
+{
+    static const struct {
+        const char *docker, *oci;
+    } map[] = {
+        {CS_MEDIA_DOCKER_MANIFEST, CS_MEDIA_OCI_MANIFEST},
+        {CS_MEDIA_DOCKER_CONFIG, CS_MEDIA_OCI_CONFIG},
+        {CS_MEDIA_DOCKER_LAYER_GZIP, CS_MEDIA_OCI_LAYER_GZIP},
+        {CS_MEDIA_DOCKER_LAYER_TAR, CS_MEDIA_OCI_LAYER_TAR},
+        {CS_MEDIA_DOCKER_LAYER_ZSTD, CS_MEDIA_OCI_LAYER_ZSTD},
+        {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"},
+    };
+    size_t i;
+
+    for (i = 0; mt != NULL && i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strcmp(mt, map[i].docker) == 0)
+            return map[i].oci;
+    }
+    return mt;
+}
+
+static void
+retype(json_t *desc)
+{
+    const char *mt = csi_json_str(desc, "mediaType");
+    const char *oci = oci_type_of(mt);
+
+    if (mt != NULL && oci != mt)
+        json_object_set_new(desc, "mediaType", json_string(oci));
+}
+
+int
+cs_manifest_to_oci(cs_buf *out, const char *data, size_t len, cs_error **err)
+{
+    cs_manifest *m = NULL;
+    json_t *root = NULL, *layers;
+    char *text = NULL;
+    size_t i;
+    int ret;
+
+    ret = cs_manifest_parse(&m, data, len, NULL, err);
+    if (ret < 0)
+        return ret;
+    if (m->kind != CS_MANIFEST_IMAGE) {
+        ret = csi_error_set(err, CS_EINVAL, "only image manifests can be converted to OCI");
+        goto out;
+    }
+    cs_buf_clear(out);
+    if (strcmp(m->media_type, CS_MEDIA_OCI_MANIFEST) == 0) {
+        ret = cs_buf_append(out, data, len, err);
+        goto out;
+    }
+    ret = csi_json_load_object(&root, data, len, CS_MANIFEST_MAX, "manifest", err);
+    if (ret < 0)
+        goto out;
+    json_object_set_new(root, "mediaType", json_string(CS_MEDIA_OCI_MANIFEST));
+    retype(json_object_get(root, "config"));
+    layers = json_object_get(root, "layers");
+    for (i = 0; i < json_array_size(layers); i++)
+        retype(json_array_get(layers, i));
+    text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = cs_buf_puts(out, text, err);
+out:
+    free(text);
+    json_decref(root);
+    cs_manifest_free(m);
+    return ret;
+}
+
 /* ---- image config ----------------------------------------------------------------------- */
 
 void

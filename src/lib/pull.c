@@ -153,7 +153,7 @@ resolve(csi_pull *p, cs_error **err)
             cs_reference_free(r);
             return ret;
         }
-        ret = cs_image_resolve(&p->img, p->reg, r, o->platform, 0, &e);
+        ret = cs_image_resolve(&p->img, p->reg, r, o->platform, p->store, 0, &e);
         if (ret == 0) {
             p->served = r;
             return 0;

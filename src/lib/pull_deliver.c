@@ -346,6 +346,8 @@ csi_pull_deliver_oci(csi_pull *p, const cs_target *t, cs_error **err)
     const char *tag = t->tag ? t->tag : (p->ref->tag ? p->ref->tag : "latest");
     char *path = NULL, *text = NULL, *label = NULL, *data = NULL;
     json_t *root = NULL, *list, *desc;
+    cs_buf oci = CS_BUF_INIT;
+    char oci_digest[CS_DIGEST_STRLEN];
     size_t i, len = 0;
     cs_error *e = NULL;
     int ret;
@@ -365,8 +367,14 @@ csi_pull_deliver_oci(csi_pull *p, const cs_target *t, cs_error **err)
         ret = oci_put(t->path, p->store, m->layers[i].digest, err);
     if (ret == 0)
         ret = oci_put(t->path, p->store, m->config.digest, err);
+    /* other OCI tools read only OCI media types from a layout (skopeo's oci: transport skips
+     * other descriptors), so a Docker schema2 manifest goes in converted, as skopeo copy
+     * does; the config and layers are the same blobs */
+    ret = cs_manifest_to_oci(&oci, p->img->manifest.ptr, p->img->manifest.len, err);
     if (ret == 0)
-        ret = oci_put(t->path, p->store, p->img->manifest_digest, err);
+        ret = cs_store_put_blob(p->store, NULL, oci.ptr, oci.len, oci_digest, err);
+    if (ret == 0)
+        ret = oci_put(t->path, p->store, oci_digest, err);
     if (ret < 0)
         goto out;
     if (asprintf(&path, "%s/oci-layout", t->path) < 0) {
@@ -409,8 +417,8 @@ csi_pull_deliver_oci(csi_pull *p, const cs_target *t, cs_error **err)
         if (name != NULL && strcmp(name, tag) == 0)
             json_array_remove(list, i);
     }
-    desc = json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", m->media_type, "digest",
-                     p->img->manifest_digest, "size", (json_int_t)p->img->manifest.len,
+    desc = json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", CS_MEDIA_OCI_MANIFEST, "digest",
+                     oci_digest, "size", (json_int_t)oci.len,
                      "annotations", "org.opencontainers.image.ref.name", tag);
     if (desc == NULL || json_array_append_new(list, desc) != 0) {
         ret = csi_error_oom(err);
@@ -429,6 +437,7 @@ csi_pull_deliver_oci(csi_pull *p, const cs_target *t, cs_error **err)
     if (ret == 0)
         ret = csi_pull_add_delivery(p, label, "written", err);
 out:
+    cs_buf_dispose(&oci);
     cs_error_free(e);
     json_decref(root);
     free(data);

@@ -27,6 +27,8 @@ COPY deps.txt /deps.txt
 RUN sleep 1 && dd if=/dev/urandom of=/deps.bin bs=1k count=256 2>/dev/null
 COPY src /src
 RUN cat /src/main.rs /deps.bin > /app.bin
+ARG STAMP=1
+RUN echo "$STAMP" > /stamp
 DF
 build_image a "$ctx" "$REF"
 docker_cli a push "$REF" >"$WORK/push.log" 2>&1 || fail "docker push: $(tail -3 "$WORK/push.log")"
@@ -53,6 +55,29 @@ assert_contains "$WORK/err" "loaded as $REF" "the daemon loaded it under REF"
 assert_eq "$(docker_cli b image inspect -f '{{.Id}}' "$REF")" "$(jq -r .config_digest "$WORK/pull1.json")" \
     "B's $REF is the pulled image"
 
+# A second pull of the same REF transfers no blob and does not reload the daemon.
+gets_before=$(grep -c '"GET /v2/team/app/blobs/' "$reg_DIR/log" || true)
+assert_exit 0 "a second pull" -- env DOCKER_HOST="$b_DOCKER_HOST" "$cs" pull --json "$REF"
+assert_eq "$(jq -r .layers.bytes_fetched "$WORK/out")" 0 "the second pull fetches no bytes"
+assert_eq "$(grep -c '"GET /v2/team/app/blobs/' "$reg_DIR/log" || true)" "$gets_before" \
+    "the second pull asks the registry for no blob (config included)"
+assert_contains "$WORK/out" '"outcome": "already present' "the second pull does not reload the daemon"
+
+# A's next build changes only the last layer: B's next pull downloads only that layer.
+build_image a "$ctx" "$REF" --build-arg STAMP=2
+docker_cli a push "$REF" >"$WORK/push2.log" 2>&1 || fail "docker push of the rebuild"
+curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$R/v2/team/app/manifests/main" -o "$WORK/manifest2.json"
+last_digest=$(jq -r '.layers[-1].digest' "$WORK/manifest2.json")
+last_size=$(jq -r '.layers[-1].size' "$WORK/manifest2.json")
+assert_eq "$(jq -r '.layers[:-1] | map(.digest) | join(",")' "$WORK/manifest2.json")" \
+    "$(jq -r '.layers[:-1] | map(.digest) | join(",")' "$WORK/manifest.json")" \
+    "the rebuild shares all but the last layer"
+assert_exit 0 "pull of the rebuild" -- env DOCKER_HOST="$b_DOCKER_HOST" "$cs" pull --json "$REF"
+assert_eq "$(jq -r .layers.fetched "$WORK/out")" 1 "only one layer fetched"
+assert_eq "$(jq -r .layers.bytes_fetched "$WORK/out")" "$last_size" "only the last layer's bytes fetched"
+assert_eq "$(blob_gets "$last_digest")" 1 "the registry served the new layer once"
+
 # The registry goes away; the sources change; B builds with --cache-from.
 stop_env reg
 echo 'fn main() { v2 }' >"$ctx/src/main.rs"
@@ -65,3 +90,33 @@ assert_not_cached "$WORK/build-b.log" 'COPY src /src' "the changed COPY runs"
 assert_not_cached "$WORK/build-b.log" 'RUN cat /src/main.rs' "the build step after it runs"
 deps_b=$(docker_cli b run --rm --network=none app:next cat /deps.bin | sha256sum)
 assert_eq "$deps_b" "$deps_a" "the dependency step's random output on B is A's, byte for byte"
+
+# Chained builds keep the cache: B's build (made with --cache-from, after a pull) is pushed;
+# machine C, seeded from it through a fallback (the branch tag does not exist), still gets
+# CACHED dependency steps.
+start_registry reg2
+R2=$reg2_REG
+docker_cli b tag app:next "$R2/team/app:main" && docker_cli b push "$R2/team/app:main" >"$WORK/push3.log" 2>&1 ||
+    fail "push of B's build"
+start_dockerd c
+docker_cli a save localbase:1 | docker_cli c load >/dev/null
+export CACHESYNC_STORE=$WORK/store-c
+assert_exit 0 "pull on C with a fallback" -- env DOCKER_HOST="$c_DOCKER_HOST" \
+    "$cs" pull --json "$R2/team/app:feature-x" --fallback "$R2/team/app:main"
+assert_eq "$(jq -r .served_by "$WORK/out")" "$R2/team/app:main" "the fallback served"
+assert_eq "$(jq -r .ref "$WORK/out")" "$R2/team/app:feature-x" "the result names REF"
+assert_contains "$WORK/err" "not found, trying $R2/team/app:main" "the missing branch tag is reported"
+assert_eq "$(docker_cli c image inspect -f '{{.Id}}' "$R2/team/app:feature-x")" \
+    "$(jq -r .config_digest "$WORK/out")" "C's daemon has the image under REF (the branch tag)"
+assert_exit 3 "no REF and no fallback exists: exit 3" -- env DOCKER_HOST="$c_DOCKER_HOST" \
+    "$cs" pull "$R2/team/app:nope" --fallback "$R2/team/app:nope2"
+assert_contains "$WORK/err" 'nor any of its 1 fallbacks' "exit 3 names the fallbacks"
+stop_env reg2
+echo 'fn main() { v3 }' >"$ctx/src/main.rs"
+build_image c "$ctx" app:c --cache-from "$R2/team/app:feature-x"
+cp "$BUILD_LOG" "$WORK/build-c.log"
+assert_cached "$WORK/build-c.log" 'COPY deps.txt /deps.txt' "chained: COPY deps.txt CACHED on C"
+assert_cached "$WORK/build-c.log" 'RUN sleep 1 && dd' "chained: the dependency RUN CACHED on C"
+assert_not_cached "$WORK/build-c.log" 'COPY src /src' "chained: the changed COPY runs on C"
+deps_c=$(docker_cli c run --rm --network=none app:c cat /deps.bin | sha256sum)
+assert_eq "$deps_c" "$deps_a" "C's dependency output is still A's, byte for byte"

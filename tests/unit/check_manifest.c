@@ -296,6 +296,42 @@ START_TEST(test_image_config_bad)
 }
 END_TEST
 
+START_TEST(test_to_oci)
+{
+    cs_buf out = CS_BUF_INIT;
+    cs_manifest *m = NULL;
+    cs_error *err = NULL;
+
+    ck_assert_cs_ok(cs_manifest_to_oci(&out, docker_manifest, strlen(docker_manifest), &err),
+                    &err);
+    ck_assert_cs_ok(cs_manifest_parse(&m, out.ptr, out.len, NULL, &err), &err);
+    ck_assert_str_eq(m->media_type, CS_MEDIA_OCI_MANIFEST);
+    ck_assert_str_eq(m->config.media_type, CS_MEDIA_OCI_CONFIG);
+    ck_assert_str_eq(m->config.digest, D1);
+    ck_assert_int_eq(m->config.size, 1469);
+    ck_assert_uint_eq(m->nlayers, 2);
+    ck_assert_str_eq(m->layers[0].media_type, CS_MEDIA_OCI_LAYER_GZIP);
+    ck_assert_str_eq(m->layers[1].digest, D3);
+    cs_manifest_free(m);
+    m = NULL;
+    /* an OCI manifest stays byte for byte */
+    ck_assert_cs_ok(cs_manifest_to_oci(&out, out.ptr, out.len, &err), &err);
+    {
+        char *copy = strdup(out.ptr);
+        size_t n = out.len;
+
+        ck_assert_cs_ok(cs_manifest_to_oci(&out, copy, n, &err), &err);
+        ck_assert_uint_eq(out.len, n);
+        ck_assert_int_eq(memcmp(out.ptr, copy, n), 0);
+        free(copy);
+    }
+    /* an index is not a manifest */
+    ck_assert_int_eq(cs_manifest_to_oci(&out, oci_index, strlen(oci_index), &err), CS_EINVAL);
+    cs_error_free(err);
+    cs_buf_dispose(&out);
+}
+END_TEST
+
 static Suite *
 manifest_suite(void)
 {
@@ -307,6 +343,7 @@ manifest_suite(void)
     tcase_add_test(tc, test_parse_mediatype_from_header_or_shape);
     tcase_add_loop_test(tc, test_parse_bad, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_parse_too_big);
+    tcase_add_test(tc, test_to_oci);
     suite_add_tcase(s, tc);
     tc = tcase_create("platform");
     tcase_add_loop_test(tc, test_platform_parse, 0,
