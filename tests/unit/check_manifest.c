@@ -315,7 +315,6 @@ START_TEST(test_to_oci)
     cs_manifest_free(m);
     m = NULL;
     /* an OCI manifest stays byte for byte */
-    ck_assert_cs_ok(cs_manifest_to_oci(&out, out.ptr, out.len, &err), &err);
     {
         char *copy = strdup(out.ptr);
         size_t n = out.len;
