@@ -30,6 +30,7 @@ typedef struct cs_daemon_info {
     int major, minor;      /* of version: 20 and 10 for "20.10.24"; 0 when it does not parse */
 } cs_daemon_info;
 
+/* Every char ** list below is also NULL-terminated. */
 typedef struct cs_daemon_image {
     char *id; /* "sha256:..." (the config digest; the manifest digest on the containerd store) */
     char **repo_tags; /* "name:tag" */

@@ -963,6 +963,9 @@ cs_daemon_load(cs_daemon *d, cs_daemon_source_fn source, void *payload, cs_daemo
     req.sink = load_sink;
     req.sink_payload = &ctx;
     req.no_retry = true;
+    /* with quiet=1 the daemon says nothing while it unpacks what it received, which for a
+     * large layer on a slow disk takes longer than any stall timeout */
+    req.no_stall_timeout = true;
     /* quiet=1: no progress bars, only the result lines and errors (skopeo does the same) */
     ret = call(&resp, d, &req, "/images/load?quiet=1", err);
     if (ret < 0)

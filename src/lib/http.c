@@ -388,8 +388,10 @@ setup(CURL *c, csi_http *h, const csi_http_req *req, xfer *x, struct curl_slist 
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
     /* a stalled transfer (under 1 byte/s for 60 s) is a dead one */
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    if (!req->no_stall_timeout) {
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    }
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, h->opts.insecure_tls ? 0L : 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, h->opts.insecure_tls ? 0L : 2L);
     if (h->opts.ca_file != NULL)

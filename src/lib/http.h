@@ -52,6 +52,7 @@ typedef struct csi_http_req {
     void *sink_payload;
     bool no_redirect; /* do not follow redirects */
     bool no_retry;    /* the caller retries itself */
+    bool no_stall_timeout; /* the peer may go silent for long (a daemon unpacking a load) */
 } csi_http_req;
 
 typedef struct csi_http_header {

@@ -4,7 +4,7 @@
     faultproxy.py --listen-port P --upstream http://127.0.0.1:N [--log FILE]
                   [--rate BYTES_PER_S] [--corrupt-blob DIGEST]
                   [--truncate-blob DIGEST:AFTER_BYTES] [--reset-blob DIGEST:AFTER_BYTES]
-                  [--status-burst CODE:COUNT]
+                  [--status-burst CODE:COUNT[:DIGEST]]
 
 Listens on 127.0.0.1:P (P 0: any free port; the first line on stdout is then "PORT=n") and
 forwards every request to the upstream registry as it came: method, path, query, headers
@@ -20,8 +20,9 @@ Faults touch only the bodies of GET /v2/<name>/blobs/<digest>:
                           cleanly (FIN), although Content-Length announced more
   --reset-blob D:N        on the first GET of D: send N body bytes, then abort the connection
                           with a TCP reset (SO_LINGER 0)
-  --status-burst C:K      answer the first K blob GETs (any digest) with status C and no
-                          upstream request (Retry-After: 1 for 429 and 503)
+  --status-burst C:K[:D]  answer the first K blob GETs (of digest D if given, else of any
+                          blob) with status C and no upstream request (Retry-After: 1 for
+                          429 and 503)
 The corrupt, truncate and reset options can be repeated for several digests.
 
 One line per request goes to --log FILE (default stdout), flushed at once:
@@ -64,10 +65,12 @@ def digest_and_count(spec):
 
 
 def code_and_count(spec):
-    code, sep, n = spec.partition(":")
-    if not sep or not code.isdigit() or not n.isdigit():
-        raise argparse.ArgumentTypeError(f"expected CODE:COUNT, got {spec!r}")
-    return int(code), int(n)
+    code, sep, rest = spec.partition(":")
+    n, _, digest = rest.partition(":")
+    if not sep or not code.isdigit() or not n.isdigit() or \
+            (digest and not digest.startswith("sha256:")):
+        raise argparse.ArgumentTypeError(f"expected CODE:COUNT[:DIGEST], got {spec!r}")
+    return int(code), int(n), digest or None
 
 
 class State:
@@ -87,9 +90,10 @@ class State:
             self.seen.add(digest)
             return first
 
-    def take_burst(self):
+    def take_burst(self, digest):
+        only = self.args.status_burst[2] if self.args.status_burst else None
         with self.lock:
-            if self.burst_left > 0:
+            if self.burst_left > 0 and only in (None, digest):
                 self.burst_left -= 1
                 return True
             return False
@@ -162,7 +166,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = BLOB_PATH.match(path_only) if self.command == "GET" else None
         digest = m.group(2) if m else None
 
-        if digest and st.take_burst():
+        if digest and st.take_burst(digest):
             code = args.status_burst[0]
             self.fault = "status"
             extra = [("Retry-After", "1")] if code in (429, 503) else []
@@ -275,7 +279,7 @@ def main():
                    metavar="DIGEST:AFTER_BYTES")
     p.add_argument("--reset-blob", action="append", default=[], type=digest_and_count,
                    metavar="DIGEST:AFTER_BYTES")
-    p.add_argument("--status-burst", type=code_and_count, metavar="CODE:COUNT")
+    p.add_argument("--status-burst", type=code_and_count, metavar="CODE:COUNT[:DIGEST]")
     args = p.parse_args()
     if not args.upstream.startswith("http://"):
         p.error("--upstream must be http://HOST:PORT")
