@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,7 @@ int
 csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
 {
     char *tmp = NULL, *buf = NULL;
+    bool created = false;
     int fd = -1, ret = 0;
     long n;
 
@@ -413,10 +415,9 @@ csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         ret = csi_error_errno(err, errno, "create %s", tmp);
-        free(tmp);
-        tmp = NULL;
         goto out;
     }
+    created = true;
     /* mkstemp makes 0600; an archive is a normal output file */
     if (fchmod(fd, 0644) < 0) {
         ret = csi_error_errno(err, errno, "chmod %s", tmp);
@@ -454,7 +455,7 @@ csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
 out:
     if (fd >= 0)
         close(fd);
-    if (ret < 0 && tmp != NULL)
+    if (ret < 0 && created)
         unlink(tmp);
     free(tmp);
     free(buf);

@@ -226,8 +226,10 @@ feed_zstd(csi_decompressor *d, const unsigned char *p, size_t len, cs_error **er
         ret = emit(d, d->obuf, o.pos, err);
         if (ret < 0)
             return ret;
-        /* a full output buffer may leave decoded bytes inside the stream: go again */
-    } while (in.pos < in.size || o.pos == o.size);
+        /* A full output buffer may leave decoded bytes inside the stream: go again, unless
+         * the frame just ended (r == 0: all flushed). Calling then would start the next
+         * frame and turn the hint nonzero, and a complete stream would look truncated. */
+    } while (in.pos < in.size || (o.pos == o.size && r != 0));
     return 0;
 }
 
@@ -354,6 +356,7 @@ csi_decompress_file(const char *src, const char *dst, uint64_t max_out,
     struct file_sink fs = {-1, NULL, NULL};
     csi_decompressor *d = NULL;
     char *tmp = NULL, *buf = NULL;
+    bool created = false;
     int in = -1, ret;
     ssize_t n;
 
@@ -376,10 +379,9 @@ csi_decompress_file(const char *src, const char *dst, uint64_t max_out,
     fs.fd = mkostemp(tmp, O_CLOEXEC);
     if (fs.fd < 0) {
         ret = csi_error_errno(err, errno, "create %s", tmp);
-        free(tmp);
-        tmp = NULL;
         goto out;
     }
+    created = true;
     fs.path = tmp;
     if (fchmod(fs.fd, 0644) < 0) {
         ret = csi_error_errno(err, errno, "chmod %s", tmp);
@@ -429,7 +431,7 @@ out:
         close(in);
     if (fs.fd >= 0)
         close(fs.fd);
-    if (ret < 0 && tmp != NULL)
+    if (ret < 0 && created)
         unlink(tmp);
     csi_decompressor_free(d);
     cs_hasher_free(fs.hasher);

@@ -38,6 +38,7 @@ typedef struct blob_item {
     int auth_retries;
     long backoff_ms;
     uint64_t offset_at_start; /* to tell whether the last try made progress */
+    bool resumed;             /* started from bytes an earlier run left */
 } blob_item;
 
 static int
@@ -159,8 +160,19 @@ on_done(void *payload, csi_http_item *it, cs_error **err)
         if (b->blob->sink.offset < (uint64_t)b->blob->size)
             return retry_later(b, -1, "connection closed early", err);
         ret = b->blob->sink.finish(b->blob->sink.payload, err);
+        if (ret == CS_EDIGEST && b->resumed) {
+            /* the bytes an earlier run left may be the bad ones: fetch it whole, once */
+            csi_log(CS_LOG_INFO, "blob %s: resumed data did not verify; fetching it whole",
+                    b->blob->digest);
+            cs_error_free(*err);
+            *err = NULL;
+            b->resumed = false;
+            b->blob->sink.offset = 0;
+            b->item.retry_in_ms = 0;
+            return prepare(b, err) < 0 ? -1 : 1;
+        }
         if (ret < 0)
-            return ret;
+            return csi_error_wrap(err, "%s/%s", b->job->r->domain, b->job->repo);
         if (b->job->progress != NULL)
             b->job->progress(b->job->payload, b->blob, 0, true);
         return 0;
@@ -235,6 +247,7 @@ cs_registry_fetch_blobs(cs_registry *r, const char *repo, cs_blob_fetch *blobs, 
             goto out;
         b->blob = &blobs[i];
         b->job = &j;
+        b->resumed = blobs[i].sink.offset > 0;
         b->backoff_ms = BACKOFF_START_MS;
         if (asprintf(&b->url, "%s/v2/%s/blobs/%s", r->base, repo, blobs[i].digest) < 0) {
             b->url = NULL;

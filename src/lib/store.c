@@ -440,11 +440,13 @@ cs_store_writer_commit(cs_store_writer *w, cs_error **err)
                              (unsigned long long)w->offset, (unsigned long long)w->size);
     cs_hasher_final(w->hasher, got);
     if (strcmp(got, w->digest) != 0) {
-        /* the data is wrong, not just short: never resume from it */
-        ftruncate(w->fd, 0);
-        unlink(w->partial);
-        w->offset = 0;
-        return csi_error_set(err, CS_EDIGEST, "blob %s: content has digest %s", w->digest, got);
+        /* the data is wrong, not just short: never resume from it; the writer stays usable
+         * from byte 0 */
+        int r = csi_error_set(err, CS_EDIGEST, "blob %s: content has digest %s", w->digest, got);
+
+        if (cs_store_writer_restart(w, NULL) < 0)
+            w->failed = true;
+        return r;
     }
     if (fsync(w->fd) != 0)
         return csi_error_errno(err, errno, "fsync %s", w->partial);
@@ -472,6 +474,9 @@ cs_store_writer_close(cs_store_writer *w)
 {
     if (w == NULL)
         return;
+    /* an empty partial helps nobody: remove it while we still hold the lock */
+    if (w->fd >= 0 && !w->present && w->offset == 0)
+        unlink(w->partial);
     if (w->fd >= 0)
         close(w->fd);
     if (w->lock_fd >= 0)

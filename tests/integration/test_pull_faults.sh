@@ -19,6 +19,7 @@ FP_PIDS=()
 start_proxy() { # NAME PROXY-ARGS... -> NAME_PORT NAME_REG NAME_LOG NAME_PID
     local name=$1 pid port="" i
     shift
+    : >"$WORK/$name.out" # before the child's redirection does it, for the sed below
     "$FP_PY" "$FP_SCRIPT" --listen-port 0 --upstream "$reg_REG_URL" --log "$WORK/$name.log" \
         "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     pid=$!

@@ -35,7 +35,9 @@ sink_append(void *payload, const char *data, size_t len, cs_error **err)
 {
     struct sink *s = payload;
 
-    ck_assert_uint_gt(len, 0);
+    /* no ck_assert per call: each is a write to Check's pipe in fork mode */
+    if (len == 0)
+        return csi_error_set(err, CS_ERROR, "empty output chunk");
     if (s->fail_after == 0)
         return csi_error_set(err, CS_ECANCELED, "sink stopped");
     if (s->fail_after > 0)

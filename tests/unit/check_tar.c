@@ -487,6 +487,7 @@ struct got {
     char types[MAX_GOT];
     cs_buf data[MAX_GOT];
     int abort_at; /* entry index whose data callback fails, or -1 */
+    bool misfed;  /* data came without its entry, or empty */
 };
 
 static void
@@ -530,9 +531,10 @@ on_data(void *payload, const csi_tar_entry *e, const char *data, size_t len, cs_
 {
     struct got *g = payload;
 
-    ck_assert_int_gt(g->n, 0);
-    ck_assert_str_eq(e->name, g->names[g->n - 1]);
-    ck_assert_uint_gt(len, 0);
+    /* no ck_assert here: in fork mode each one is a write to Check's pipe, and this runs
+     * once per byte in the 1-byte feeds; checked after the read instead */
+    if (g->n == 0 || strcmp(e->name, g->names[g->n - 1]) != 0 || len == 0)
+        g->misfed = true;
     if (g->n - 1 == g->abort_at)
         return csi_error_set(err, CS_ECANCELED, "stopped by the test");
     return cs_buf_append(&g->data[g->n - 1], data, len, err);
@@ -554,6 +556,7 @@ read_stream(struct got *g, const char *stream, size_t len, size_t chunk, cs_erro
     if (ret == 0)
         ret = csi_tar_reader_finish(r, err);
     csi_tar_reader_free(r);
+    ck_assert(!g->misfed);
     return ret;
 }
 
@@ -723,8 +726,11 @@ sample_dispose(struct sample *s)
     free(s->big);
 }
 
-/* odd read sizes for the archive and odd feed sizes for the reader */
-static const size_t chunks[] = {1, 7, 511, 512, 513, 4096, 65537, 1 << 20};
+/* odd read sizes for the archive, odd feed sizes for the reader */
+static const size_t chunks[][2] = {
+    {7, 1},      {511, 513}, {512, 7},          {513, 512},
+    {4096, 333}, {65537, 511}, {1 << 20, 4096}, {100, 1 << 20},
+};
 
 START_TEST(test_archive_through_reader)
 {
@@ -735,7 +741,7 @@ START_TEST(test_archive_through_reader)
     char *stream, *stream2;
 
     sample_build(&s);
-    stream = archive_bytes(s.a, &len, chunks[_i]);
+    stream = archive_bytes(s.a, &len, chunks[_i][0]);
     ck_assert_uint_eq(len, csi_archive_size(s.a));
     ck_assert_uint_eq(len % CSI_TAR_BLOCK, 0);
     /* the two end blocks */
@@ -743,7 +749,7 @@ START_TEST(test_archive_through_reader)
     for (size_t i = len - 2 * CSI_TAR_BLOCK; i < len; i++)
         ck_assert_int_eq(stream[i], 0);
     got_init(&g);
-    ck_assert_cs_ok(read_stream(&g, stream, len, chunks[(_i + 3) % 8], &err), &err);
+    ck_assert_cs_ok(read_stream(&g, stream, len, chunks[_i][1], &err), &err);
     sample_check(&s, &g);
     got_dispose(&g);
 
