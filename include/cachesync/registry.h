@@ -86,6 +86,30 @@ int cs_registry_fetch_blobs(cs_registry *r, const char *repo, cs_blob_fetch *blo
                             int parallel, cs_fetch_progress_fn progress, void *payload,
                             cs_error **err);
 
+/* ---- pushing (registry_push.c) ------------------------------------------------------------ */
+
+/** HEAD a blob: *EXISTS tells whether REPO has it (with SIZE bytes when SIZE >= 0). */
+int cs_registry_blob_exists(bool *exists, cs_registry *r, const char *repo, const char *digest,
+                            int64_t size, cs_error **err);
+
+/** Ask the registry to mount DIGEST from FROM_REPO (same registry) into REPO. *MOUNTED is
+ * false when it would not (any failure included: the caller then uploads). */
+int cs_registry_mount_blob(bool *mounted, cs_registry *r, const char *repo, const char *digest,
+                           const char *from_repo, cs_error **err);
+
+/** Upload the blob in file PATH (SIZE bytes, DIGEST) to REPO: one PUT for small blobs,
+ * PATCH chunks with Content-Range for large ones (a fresh token for each), then the closing
+ * PUT ?digest=. On failure the upload session is cancelled. *SENT_OUT (may be NULL) gets
+ * the body bytes sent. */
+int cs_registry_upload_blob(cs_registry *r, const char *repo, const char *digest, int64_t size,
+                            const char *path, uint64_t *sent_out, cs_error **err);
+
+/** PUT a manifest under TARGET (a tag or its digest) with its exact bytes and MEDIA_TYPE as
+ * Content-Type; the registry's answer digest must be the bytes' sha256. */
+int cs_registry_put_manifest(cs_registry *r, const char *repo, const char *target,
+                             const char *media_type, const char *data, size_t len,
+                             cs_error **err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,7 +40,7 @@ struct csi_archive {
     struct entry *entries;
     size_t n, cap;
     /* stream position */
-    size_t cur;   /* entry being streamed */
+    size_t cur; /* entry being streamed */
     enum phase phase;
     uint64_t off; /* bytes of the current phase already produced */
     int fd;       /* the current entry's file while its data streams */
@@ -95,8 +95,8 @@ csi_archive_rewind(csi_archive *a)
 
 /* Append an entry with its header; takes PATH and DATA (freed on failure). */
 static int
-add_entry(csi_archive *a, const char *name, uint64_t size, unsigned mode, char typeflag,
-          char *path, char *data, cs_error **err)
+add_entry(csi_archive *a, const char *name, uint64_t size, unsigned mode, char typeflag, char *path,
+          char *data, cs_error **err)
 {
     cs_buf hdr = CS_BUF_INIT;
     struct entry *e;
@@ -149,8 +149,7 @@ csi_archive_add_file(csi_archive *a, const char *name, const char *path, uint64_
 }
 
 int
-csi_archive_add_mem(csi_archive *a, const char *name, const void *data, size_t len,
-                    cs_error **err)
+csi_archive_add_mem(csi_archive *a, const char *name, const void *data, size_t len, cs_error **err)
 {
     /* one spare byte so an empty entry still has a non-NULL copy */
     char *copy = malloc(len + 1);
@@ -190,8 +189,8 @@ csi_archive_size(const csi_archive *a)
     size_t i;
 
     for (i = 0; i < a->n; i++)
-        total += a->entries[i].header_len + a->entries[i].size +
-                 csi_tar_padding(a->entries[i].size);
+        total +=
+            a->entries[i].header_len + a->entries[i].size + csi_tar_padding(a->entries[i].size);
     return total;
 }
 
@@ -228,9 +227,10 @@ read_file_data(csi_archive *a, const struct entry *e, char *buf, size_t want, cs
     if (r < 0)
         return csi_error_errno(err, errno, "read %s", e->path);
     if (r == 0)
-        return csi_error_set(err, CS_EDIGEST, "%s shrank to %llu bytes while being archived "
-                             "(expected %llu)", e->path, (unsigned long long)a->off,
-                             (unsigned long long)e->size);
+        return csi_error_set(err, CS_EDIGEST,
+                             "%s shrank to %llu bytes while being archived "
+                             "(expected %llu)",
+                             e->path, (unsigned long long)a->off, (unsigned long long)e->size);
     return (long)r;
 }
 

@@ -209,10 +209,25 @@ fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, co
         if (ret == 0)
             ret = csi_http_query_escape(&url, a->service, err);
     }
-    if (ret == 0 && scope != NULL && *scope) {
-        ret = cs_buf_puts(&url, strchr(url.ptr, '?') ? "&scope=" : "?scope=", err);
-        if (ret == 0)
-            ret = csi_http_query_escape(&url, scope, err);
+    /* one scope parameter per resource scope ("repository:a:pull,push repository:b:pull"
+     * for a cross-repository mount), as the token GET takes them */
+    for (const char *sc = scope; ret == 0 && sc != NULL && *sc;) {
+        size_t n = strcspn(sc, " ");
+        char *one = strndup(sc, n);
+
+        if (one == NULL) {
+            ret = csi_error_oom(err);
+            break;
+        }
+        if (n > 0) {
+            ret = cs_buf_puts(&url, strchr(url.ptr, '?') ? "&scope=" : "?scope=", err);
+            if (ret == 0)
+                ret = csi_http_query_escape(&url, one, err);
+        }
+        free(one);
+        sc += n;
+        while (*sc == ' ')
+            sc++;
     }
     if (ret == 0 && a->cred.username != NULL) {
         ret = cs_buf_puts(&url, "&account=", err);

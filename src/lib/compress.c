@@ -219,8 +219,7 @@ feed_zstd(csi_decompressor *d, const unsigned char *p, size_t len, cs_error **er
         if (ZSTD_isError(r)) {
             if (ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge)
                 return csi_error_set(err, CS_ELIMIT, "zstd frame needs a window over 128 MiB");
-            return csi_error_set(err, CS_EPROTO, "zstd data is corrupt: %s",
-                                 ZSTD_getErrorName(r));
+            return csi_error_set(err, CS_EPROTO, "zstd data is corrupt: %s", ZSTD_getErrorName(r));
         }
         d->zret = r;
         ret = emit(d, d->obuf, o.pos, err);
@@ -501,14 +500,15 @@ start_encoder(csi_compressor *c, int level, cs_error **err)
     case CSI_COMP_NONE:
         break;
     default:
-        return csi_error_set(err, CS_EINVAL, "cannot compress to %s", csi_compression_name(c->kind));
+        return csi_error_set(err, CS_EINVAL, "cannot compress to %s",
+                             csi_compression_name(c->kind));
     }
     return 0;
 }
 
 int
-csi_compressor_new(csi_compressor **out, csi_compression kind, int level,
-                   csi_compress_sink_fn sink, void *payload, cs_error **err)
+csi_compressor_new(csi_compressor **out, csi_compression kind, int level, csi_compress_sink_fn sink,
+                   void *payload, cs_error **err)
 {
     csi_compressor *c = calloc(1, sizeof(*c));
     int ret;

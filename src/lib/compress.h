@@ -32,8 +32,7 @@ csi_compression csi_compress_sniff(const unsigned char *head, size_t len);
 const char *csi_compression_name(csi_compression c);
 
 /* Receives output; return < 0 (and set *err) to stop with that code. */
-typedef int (*csi_compress_sink_fn)(void *payload, const char *data, size_t len,
-                                    cs_error **err);
+typedef int (*csi_compress_sink_fn)(void *payload, const char *data, size_t len, cs_error **err);
 
 /* ---- decompression --------------------------------------------------------------------- */
 

@@ -52,8 +52,7 @@ out:
 
 int
 csi_docker_archive_manifest(cs_buf *out, const char *config_name, const char *const *repo_tags,
-                            size_t ntags, const char *const *layers, size_t nlayers,
-                            cs_error **err)
+                            size_t ntags, const char *const *layers, size_t nlayers, cs_error **err)
 {
     json_t *root = NULL, *item = NULL, *v;
     char *text = NULL;
@@ -148,12 +147,13 @@ parse_strings(char ***out, size_t *n_out, const json_t *obj, const char *key, bo
     if ((arr == NULL || json_is_null(arr)) && optional)
         return 0;
     if (!json_is_array(arr))
-        return csi_error_set(err, CS_EPROTO, "manifest.json item %zu: %s is missing or not an array",
-                             index, key);
+        return csi_error_set(err, CS_EPROTO,
+                             "manifest.json item %zu: %s is missing or not an array", index, key);
     n = json_array_size(arr);
     if (n > max)
-        return csi_error_set(err, CS_ELIMIT, "manifest.json item %zu: %zu %s, over the limit of %zu",
-                             index, n, key, max);
+        return csi_error_set(err, CS_ELIMIT,
+                             "manifest.json item %zu: %zu %s, over the limit of %zu", index, n, key,
+                             max);
     if (n == 0)
         return 0;
     *out = calloc(n, sizeof(**out));
@@ -167,8 +167,10 @@ parse_strings(char ***out, size_t *n_out, const json_t *obj, const char *key, bo
             return csi_error_set(err, CS_EPROTO, "manifest.json item %zu: %s[%zu] is not a string",
                                  index, key, i);
         if (paths && !csi_tar_path_is_safe(s))
-            return csi_error_set(err, CS_EPROTO, "manifest.json item %zu: %s[%zu] is an unsafe "
-                                 "path", index, key, i);
+            return csi_error_set(err, CS_EPROTO,
+                                 "manifest.json item %zu: %s[%zu] is an unsafe "
+                                 "path",
+                                 index, key, i);
         (*out)[i] = strdup(s);
         if ((*out)[i] == NULL)
             return csi_error_oom(err);
@@ -187,8 +189,10 @@ parse_item(csi_docker_archive_item *it, const json_t *obj, size_t index, cs_erro
         return csi_error_set(err, CS_EPROTO, "manifest.json item %zu is not an object", index);
     config = csi_json_str(obj, "Config");
     if (config == NULL || !csi_tar_path_is_safe(config))
-        return csi_error_set(err, CS_EPROTO, "manifest.json item %zu: Config is missing or an "
-                             "unsafe path", index);
+        return csi_error_set(err, CS_EPROTO,
+                             "manifest.json item %zu: Config is missing or an "
+                             "unsafe path",
+                             index);
     it->config = strdup(config);
     if (it->config == NULL)
         return csi_error_oom(err);

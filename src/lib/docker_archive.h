@@ -25,16 +25,16 @@ typedef struct csi_docker_archive_item {
 /* Append the manifest.json `docker load` reads for one image to OUT, compact:
  * [{"Config":"<config_name>","RepoTags":[...],"Layers":[...]}]. CONFIG_NAME and LAYERS must
  * be safe tar paths (CS_EINVAL otherwise). */
-int csi_docker_archive_manifest(cs_buf *out, const char *config_name,
-                                const char *const *repo_tags, size_t ntags,
-                                const char *const *layers, size_t nlayers, cs_error **err);
+int csi_docker_archive_manifest(cs_buf *out, const char *config_name, const char *const *repo_tags,
+                                size_t ntags, const char *const *layers, size_t nlayers,
+                                cs_error **err);
 
 /* Parse the manifest.json of a `docker save` tar (legacy "<id>/layer.tar" and Docker 25+
  * "blobs/sha256/<hex>" layouts alike). Every path is checked with csi_tar_path_is_safe;
  * "LayerSources" and "Parent" are ignored. At least one item; CS_EPROTO on a malformed
  * document, CS_ELIMIT over the caps. Free with csi_docker_archive_items_free. */
-int csi_docker_archive_parse(csi_docker_archive_item **items_out, size_t *n_out,
-                             const char *data, size_t len, cs_error **err);
+int csi_docker_archive_parse(csi_docker_archive_item **items_out, size_t *n_out, const char *data,
+                             size_t len, cs_error **err);
 
 void csi_docker_archive_items_free(csi_docker_archive_item *items, size_t n);
 

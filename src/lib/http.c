@@ -413,10 +413,14 @@ setup(CURL *c, csi_http *h, const csi_http_req *req, xfer *x, struct curl_slist 
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(c, CURLOPT_READDATA, x);
-        tmp = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
-        if (tmp == NULL)
-            goto oom;
-        hdrs = tmp;
+        if (req->source_sized) {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->source_size);
+        } else {
+            tmp = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+            if (tmp == NULL)
+                goto oom;
+            hdrs = tmp;
+        }
     } else if (strcmp(req->method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
         if (req->body != NULL || strcmp(req->method, "DELETE") != 0) {

@@ -44,8 +44,10 @@ typedef struct csi_http_req {
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     const char *body;           /* request body, or NULL */
     size_t body_len;
-    csi_http_source_fn source; /* or a streamed body (sent chunked; never retried) */
+    csi_http_source_fn source; /* or a streamed body (never retried) */
     void *source_payload;
+    bool source_sized;         /* its length is known: sent with Content-Length, not chunked */
+    uint64_t source_size;
     size_t max_body;       /* cap on a collected body; 0 = 1 MiB */
     csi_http_sink_fn sink; /* stream 2xx bodies here instead of collecting them */
     csi_http_begin_fn begin; /* optional check before a sink gets its first byte */

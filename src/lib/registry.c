@@ -212,9 +212,9 @@ out:
 
 /* Perform REQ (its url is a path like "/v2/...") with authentication for SCOPE, answering
  * challenges; returns 0 with any final HTTP status in RESP. */
-static int
-request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req_in, const char *scope,
-        cs_error **err)
+int
+csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req_in,
+                     const char *scope, cs_error **err)
 {
     const char *hdrs[MAX_EXTRA_HEADERS + 2];
     csi_http_req req = *req_in;
@@ -225,7 +225,13 @@ request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req_in, const c
     ret = cs_registry_ping(r, err);
     if (ret < 0)
         return ret;
-    if (asprintf(&url, "%s%s", r->base, req_in->url) < 0)
+    /* paths are relative to the registry; upload Locations may be absolute (spec: "MAY be
+     * absolute or relative") */
+    if (strncmp(req_in->url, "http://", 7) == 0 || strncmp(req_in->url, "https://", 8) == 0)
+        url = strdup(req_in->url);
+    else if (asprintf(&url, "%s%s", r->base, req_in->url) < 0)
+        url = NULL;
+    if (url == NULL)
         return csi_error_oom(err);
     req.url = url;
     for (attempt = 0; attempt < 3; attempt++) {
@@ -297,7 +303,7 @@ cs_registry_get_manifest(cs_buf *out, char **media_type_out, char digest_out[CS_
     req.url = path;
     req.headers = hdrs;
     req.max_body = CS_MANIFEST_MAX;
-    ret = request(&resp, r, &req, scope, err);
+    ret = csi_registry_request(&resp, r, &req, scope, err);
     if (ret < 0) {
         if (ret == CS_ELIMIT)
             csi_error_wrap(err, "%s", what);
@@ -372,7 +378,7 @@ cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_STRLE
     req.method = "HEAD";
     req.url = path;
     req.headers = hdrs;
-    ret = request(&resp, r, &req, scope, err);
+    ret = csi_registry_request(&resp, r, &req, scope, err);
     if (ret < 0)
         goto out;
     if (resp.status != 200) {
@@ -434,7 +440,7 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
     req.url = path;
     /* one byte over the expected size, so a longer body shows as a size mismatch */
     req.max_body = (size_t)size + 1;
-    ret = request(&resp, r, &req, scope, err);
+    ret = csi_registry_request(&resp, r, &req, scope, err);
     if (ret == CS_ELIMIT) {
         cs_error_free(*err);
         *err = NULL;

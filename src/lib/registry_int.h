@@ -21,6 +21,12 @@ struct cs_registry {
 int csi_registry_status_error(cs_registry *r, const csi_http_resp *resp, const char *what,
                               cs_error **err);
 
+/* Perform REQ (url: a path like "/v2/...", or an absolute URL) with authentication for SCOPE
+ * (space-separated scopes allowed), answering challenges; any final HTTP status is returned
+ * in RESP with 0. */
+int csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req,
+                         const char *scope, cs_error **err);
+
 /* "repository:REPO:pull" */
 int csi_registry_pull_scope(char **out, const char *repo, cs_error **err);
 

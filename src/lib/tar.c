@@ -407,7 +407,7 @@ parse_pax_uint(uint64_t *out, const char *s, size_t n)
     for (i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return -1;
-        if (x > ((uint64_t)INT64_MAX - 9) / 10)
+        if (x > ((uint64_t)INT64_MAX - (uint64_t)(s[i] - '0')) / 10)
             return -1;
         x = x * 10 + (uint64_t)(s[i] - '0');
     }
@@ -551,12 +551,12 @@ struct csi_tar_reader {
     void *payload;
     enum reader_state state;
     unsigned char block[CSI_TAR_BLOCK];
-    size_t have;        /* bytes of BLOCK collected */
+    size_t have;         /* bytes of BLOCK collected */
     csi_tar_entry entry; /* the entry whose data is passing */
-    char meta;          /* typeflag of a metadata entry being read, or 0 */
-    uint64_t remaining; /* data bytes left in the current entry */
-    size_t pad;         /* padding bytes left */
-    cs_buf meta_data;   /* data of the metadata entry being read */
+    char meta;           /* typeflag of a metadata entry being read, or 0 */
+    uint64_t remaining;  /* data bytes left in the current entry */
+    size_t pad;          /* padding bytes left */
+    cs_buf meta_data;    /* data of the metadata entry being read */
     /* metadata for the next entry */
     char *pax;
     size_t pax_len;
@@ -733,8 +733,7 @@ header_block(csi_tar_reader *r, cs_error **err)
         return ret;
     if (ret == CSI_TAR_ZERO_BLOCK) {
         if (has_pending(r))
-            return csi_error_set(err, CS_EPROTO,
-                                 "tar extended header is not followed by an entry");
+            return csi_error_set(err, CS_EPROTO, "tar extended header is not followed by an entry");
         r->state = r->state == ST_ZERO1 ? ST_END : ST_ZERO1;
         return 0;
     }

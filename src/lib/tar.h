@@ -82,8 +82,8 @@ bool csi_tar_path_is_safe(const char *name);
  * as many chunks as it arrives. A callback returning < 0 (and setting *err) stops the
  * reader with that code. */
 typedef int (*csi_tar_entry_fn)(void *payload, const csi_tar_entry *e, cs_error **err);
-typedef int (*csi_tar_data_fn)(void *payload, const csi_tar_entry *e, const char *data,
-                               size_t len, cs_error **err);
+typedef int (*csi_tar_data_fn)(void *payload, const csi_tar_entry *e, const char *data, size_t len,
+                               cs_error **err);
 
 typedef struct csi_tar_reader csi_tar_reader;
 

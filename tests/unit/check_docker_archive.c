@@ -23,8 +23,7 @@ START_TEST(test_manifest_write)
         csi_docker_archive_manifest(&out, "blobs/sha256/" HEX1, tags, 2, layers, 2, &err), &err);
     ck_assert_str_eq(out.ptr, "[{\"Config\":\"blobs/sha256/" HEX1 "\","
                               "\"RepoTags\":[\"registry.example.com/app:cache\",\"app:latest\"],"
-                              "\"Layers\":[\"blobs/sha256/" HEX2 "\",\"blobs/sha256/" HEX3
-                              "\"]}]");
+                              "\"Layers\":[\"blobs/sha256/" HEX2 "\",\"blobs/sha256/" HEX3 "\"]}]");
     cs_buf_dispose(&out);
 }
 END_TEST
@@ -36,8 +35,7 @@ START_TEST(test_manifest_write_empty_lists)
 
     /* appends: what was in the buffer stays */
     ck_assert_cs_ok(cs_buf_puts(&out, "x", &err), &err);
-    ck_assert_cs_ok(csi_docker_archive_manifest(&out, HEX1 ".json", NULL, 0, NULL, 0, &err),
-                    &err);
+    ck_assert_cs_ok(csi_docker_archive_manifest(&out, HEX1 ".json", NULL, 0, NULL, 0, &err), &err);
     ck_assert_str_eq(out.ptr, "x[{\"Config\":\"" HEX1 ".json\",\"RepoTags\":[],\"Layers\":[]}]");
     cs_buf_dispose(&out);
 }
@@ -104,9 +102,8 @@ START_TEST(test_manifest_write_bad)
 END_TEST
 
 /* `docker save busybox` from Docker 24 (graphdriver, legacy layout) */
-static const char legacy[] =
-    "[{\"Config\":\"" HEX1 ".json\",\"RepoTags\":[\"busybox:latest\"],"
-    "\"Layers\":[\"" HEX2 "/layer.tar\"]}]";
+static const char legacy[] = "[{\"Config\":\"" HEX1 ".json\",\"RepoTags\":[\"busybox:latest\"],"
+                             "\"Layers\":[\"" HEX2 "/layer.tar\"]}]";
 
 /* Docker 25+ (blobs layout), two images, one untagged with RepoTags null, LayerSources for a
  * foreign layer, Parent */
@@ -188,8 +185,8 @@ START_TEST(test_parse_bad)
     csi_docker_archive_item *items = NULL;
     cs_error *err = NULL;
     size_t n = 0;
-    int ret = csi_docker_archive_parse(&items, &n, bad_cases[_i].json, strlen(bad_cases[_i].json),
-                                       &err);
+    int ret =
+        csi_docker_archive_parse(&items, &n, bad_cases[_i].json, strlen(bad_cases[_i].json), &err);
 
     ck_assert_msg(ret == bad_cases[_i].code, "case %d: got %d (%s)", _i, ret,
                   err ? err->message : "");

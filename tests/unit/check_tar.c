@@ -66,7 +66,11 @@ parse_written(csi_tar_entry *e, const char *p, size_t len)
         ck_assert_uint_eq(len, CSI_TAR_BLOCK);
     }
     /* every header block is ustar */
-    ck_assert_int_eq(memcmp(p + used + 257, "ustar\0" "00", 8), 0);
+    ck_assert_int_eq(memcmp(p + used + 257,
+                            "ustar\0"
+                            "00",
+                            8),
+                     0);
     return used + CSI_TAR_BLOCK;
 }
 
@@ -85,18 +89,19 @@ static const struct {
     {1, NULL, 0, false},
     {13, NULL, 1, false},
     {99, NULL, 511, false},
-    {100, NULL, 512, false},        /* fills the name field, no NUL */
-    {101, NULL, 513, true},         /* no slash: cannot split */
-    {150, slash_60, 4096, false},   /* prefix split */
-    {256, slash_155, 10, false},    /* longest split: 155 + '/' + 100 */
-    {257, slash_155, 10, true},     /* name part 101 */
-    {255, NULL, 1, true},           /* PAX path */
-    {255, slash_10_200, 1, true},   /* no usable slash */
-    {5, NULL, OCTAL11 - 1, false},  /* largest octal size */
-    {5, NULL, OCTAL11, true},       /* 8 GiB: PAX + base-256 */
+    {100, NULL, 512, false},       /* fills the name field, no NUL */
+    {101, NULL, 513, true},        /* no slash: cannot split */
+    {150, slash_60, 4096, false},  /* prefix split */
+    {256, slash_155, 10, false},   /* longest split: 155 + '/' + 100 */
+    {257, slash_155, 10, true},    /* name part 101 */
+    {255, NULL, 1, true},          /* PAX path */
+    {255, slash_10_200, 1, true},  /* no usable slash */
+    {5, NULL, OCTAL11 - 1, false}, /* largest octal size */
+    {5, NULL, OCTAL11, true},      /* 8 GiB: PAX + base-256 */
     {5, NULL, UINT64_C(1) << 40, true},
     {300, NULL, UINT64_C(1) << 36, true},
     {4000, NULL, 7, true},
+    {5, NULL, (uint64_t)INT64_MAX, true}, /* the largest size, in PAX and base-256 */
 };
 
 START_TEST(test_header_roundtrip)
@@ -106,9 +111,8 @@ START_TEST(test_header_roundtrip)
     csi_tar_entry e = {0};
     cs_error *err = NULL;
 
-    ck_assert_cs_ok(csi_tar_header(&out, name, rt_cases[_i].size, 0640, 1700000000, CSI_TAR_REG,
-                                   &err),
-                    &err);
+    ck_assert_cs_ok(
+        csi_tar_header(&out, name, rt_cases[_i].size, 0640, 1700000000, CSI_TAR_REG, &err), &err);
     ck_assert_uint_eq(out.len % CSI_TAR_BLOCK, 0);
     ck_assert_int_eq(((unsigned char *)out.ptr)[156] == CSI_TAR_PAX, rt_cases[_i].pax);
     parse_written(&e, out.ptr, out.len);
@@ -164,8 +168,7 @@ START_TEST(test_header_fields)
     ck_assert_int_eq(e.mtime, -1);
     csi_tar_entry_dispose(&e);
     cs_buf_clear(&out);
-    ck_assert_cs_ok(csi_tar_header(&out, "t", 0, 0644, INT64_C(1) << 40, CSI_TAR_REG, &err),
-                    &err);
+    ck_assert_cs_ok(csi_tar_header(&out, "t", 0, 0644, INT64_C(1) << 40, CSI_TAR_REG, &err), &err);
     ck_assert_cs_ok(csi_tar_parse_header(&e, (unsigned char *)out.ptr, &err), &err);
     ck_assert_int_eq(e.mtime, INT64_C(1) << 40);
     csi_tar_entry_dispose(&e);
@@ -303,16 +306,16 @@ static const struct {
     const char *bytes;
     size_t len;
 } bad_fields[] = {
-    {257, "ustaX", 5},                                                   /* magic */
-    {257, "\0\0\0\0\0\0", 6},                                            /* V7: unsupported */
-    {124, "0000000001x", 11},                                            /* size: bad digit */
-    {124, "00000\00000001", 11},                                         /* digits after NUL */
-    {124, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe", 12},       /* negative */
-    {124, "\x80\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00", 12},       /* over 63 bits */
-    {124, "\x80\x00\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00", 12},       /* sign bit */
-    {100, "07x7", 4},                                                    /* mode */
-    {136, "0000000001 1", 12},                                           /* mtime */
-    {136, "1-", 2},                                                      /* mtime */
+    {257, "ustaX", 5},                                             /* magic */
+    {257, "\0\0\0\0\0\0", 6},                                      /* V7: unsupported */
+    {124, "0000000001x", 11},                                      /* size: bad digit */
+    {124, "00000\00000001", 11},                                   /* digits after NUL */
+    {124, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe", 12}, /* negative */
+    {124, "\x80\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00", 12}, /* over 63 bits */
+    {124, "\x80\x00\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00", 12}, /* sign bit */
+    {100, "07x7", 4},                                              /* mode */
+    {136, "0000000001 1", 12},                                     /* mtime */
+    {136, "1-", 2},                                                /* mtime */
 };
 
 START_TEST(test_bad_header)
@@ -376,6 +379,8 @@ START_TEST(test_pax_records)
     ck_assert_cs_ok(csi_tar_parse_pax(&e, "12 mtime=-5\n", 12, &err), &err);
     ck_assert_int_eq(e.mtime, -5);
     ck_assert_cs_ok(csi_tar_parse_pax(&e, "", 0, &err), &err);
+    ck_assert_cs_ok(csi_tar_parse_pax(&e, "28 size=9223372036854775807\n", 28, &err), &err);
+    ck_assert_uint_eq(e.size, (uint64_t)INT64_MAX);
     csi_tar_entry_dispose(&e);
 }
 END_TEST
@@ -386,20 +391,21 @@ static const struct {
     int code;
 } bad_pax[] = {
     {"abc", 3, CS_EPROTO},
-    {"7 a=b\n", 6, CS_EPROTO},             /* length past the end */
-    {"5 a=b\n", 6, CS_EPROTO},             /* length short of the newline */
-    {"6 ab\nx", 6, CS_EPROTO},             /* no '=' */
-    {"6 =ab\n", 6, CS_EPROTO},             /* empty key */
-    {"6 a=bx", 6, CS_EPROTO},              /* no newline */
+    {"7 a=b\n", 6, CS_EPROTO}, /* length past the end */
+    {"5 a=b\n", 6, CS_EPROTO}, /* length short of the newline */
+    {"6 ab\nx", 6, CS_EPROTO}, /* no '=' */
+    {"6 =ab\n", 6, CS_EPROTO}, /* empty key */
+    {"6 a=bx", 6, CS_EPROTO},  /* no newline */
     {"99999999999999999999 a=b\n", 25, CS_EPROTO},
     {"0 a=b\n", 6, CS_EPROTO},
-    {"12 path=a\0b\n", 12, CS_EPROTO},     /* NUL in a path */
+    {"12 path=a\0b\n", 12, CS_EPROTO}, /* NUL in a path */
     {"12 size=-12\n", 12, CS_EPROTO},
     {"12 size=1x2\n", 12, CS_EPROTO},
     {"29 size=99999999999999999999\n", 29, CS_EPROTO},
+    {"28 size=9223372036854775808\n", 28, CS_EPROTO}, /* INT64_MAX + 1 */
     {"12 mtime=x1\n", 12, CS_EPROTO},
-    {"7 a\0=b\n", 7, CS_EPROTO},           /* NUL in a key */
-    {"6 a=b\n ", 7, CS_EPROTO},            /* trailing garbage */
+    {"7 a\0=b\n", 7, CS_EPROTO}, /* NUL in a key */
+    {"6 a=b\n ", 7, CS_EPROTO},  /* trailing garbage */
 };
 
 START_TEST(test_pax_bad)
@@ -464,8 +470,7 @@ static const struct {
 
 START_TEST(test_path_safety)
 {
-    ck_assert_msg(csi_tar_path_is_safe(paths[_i].name) == paths[_i].safe, "\"%s\"",
-                  paths[_i].name);
+    ck_assert_msg(csi_tar_path_is_safe(paths[_i].name) == paths[_i].safe, "\"%s\"", paths[_i].name);
 }
 END_TEST
 
@@ -728,7 +733,7 @@ sample_dispose(struct sample *s)
 
 /* odd read sizes for the archive, odd feed sizes for the reader */
 static const size_t chunks[][2] = {
-    {7, 1},      {511, 513}, {512, 7},          {513, 512},
+    {7, 1},      {511, 513},   {512, 7},        {513, 512},
     {4096, 333}, {65537, 511}, {1 << 20, 4096}, {100, 1 << 20},
 };
 
@@ -923,8 +928,7 @@ START_TEST(test_reader_errors)
     /* an oversized PAX header is refused before its data is buffered */
     cs_buf_clear(&t);
     ck_assert_cs_ok(
-        csi_tar_header(&t, "PaxHeaders/x", CSI_TAR_META_MAX + 1, 0644, 0, CSI_TAR_PAX, &err),
-        &err);
+        csi_tar_header(&t, "PaxHeaders/x", CSI_TAR_META_MAX + 1, 0644, 0, CSI_TAR_PAX, &err), &err);
     got_init(&g);
     ck_assert_int_eq(read_stream(&g, t.ptr, t.len, 512, &err), CS_ELIMIT);
     cs_error_free(err);
@@ -1160,8 +1164,7 @@ tar_suite(void)
     tcase_add_test(tc, test_padding);
     tcase_add_test(tc, test_checksum);
     tcase_add_test(tc, test_zero_block);
-    tcase_add_loop_test(tc, test_bad_header, 0,
-                        (int)(sizeof(bad_fields) / sizeof(bad_fields[0])));
+    tcase_add_loop_test(tc, test_bad_header, 0, (int)(sizeof(bad_fields) / sizeof(bad_fields[0])));
     tcase_add_test(tc, test_lenient_numbers);
     suite_add_tcase(s, tc);
 

@@ -1,0 +1,391 @@
+/* Pushing to a registry (distribution-spec spec.md "Push"): HEAD before anything, cross-
+ * repository mounts, monolithic and chunked uploads, manifests last with their exact bytes. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cachesync/digest.h>
+#include <cachesync/manifest.h>
+#include "error_int.h"
+#include "log_int.h"
+#include "registry_int.h"
+
+/* Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size, so a
+ * long upload never rides on one token or one connection (ggcr#2084: a 3.5 GB single PATCH
+ * dies at a proxy's 15 minutes). */
+#define CHUNK (64u * 1024 * 1024)
+
+static int
+push_scope(char **out, const char *repo, const char *from, cs_error **err)
+{
+    int n = from ? asprintf(out, "repository:%s:pull,push repository:%s:pull", repo, from)
+                 : asprintf(out, "repository:%s:pull,push", repo);
+
+    if (n < 0) {
+        *out = NULL;
+        return csi_error_oom(err);
+    }
+    return 0;
+}
+
+int
+cs_registry_blob_exists(bool *exists, cs_registry *r, const char *repo, const char *digest,
+                        int64_t size, cs_error **err)
+{
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *path = NULL, *scope = NULL, *what = NULL;
+    const char *cl;
+    int ret;
+
+    *exists = false;
+    ret = cs_digest_validate(digest, err);
+    if (ret < 0)
+        return ret;
+    if (asprintf(&path, "/v2/%s/blobs/%s", repo, digest) < 0) {
+        path = NULL;
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = push_scope(&scope, repo, NULL, err);
+    if (ret < 0)
+        goto out;
+    req.method = "HEAD";
+    req.url = path;
+    ret = csi_registry_request(&resp, r, &req, scope, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status == 404)
+        goto out;
+    if (resp.status != 200) {
+        if (asprintf(&what, "blob %s in %s", digest, repo) < 0)
+            ret = csi_error_oom(err);
+        else
+            ret = csi_registry_status_error(r, &resp, what, err);
+        goto out;
+    }
+    cl = csi_http_header_get(&resp, "content-length");
+    *exists = size < 0 || cl == NULL || strtoll(cl, NULL, 10) == size;
+out:
+    free(what);
+    free(scope);
+    free(path);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+/* The next URL of an upload session: the Location header, relative or absolute. */
+static int
+location(char **out, const csi_http_resp *resp, cs_registry *r, cs_error **err)
+{
+    const char *loc = csi_http_header_get(resp, "location");
+
+    if (loc == NULL || *loc == '\0')
+        return csi_error_set(err, CS_EPROTO, "%s: upload answer without a Location", r->domain);
+    if (strncmp(loc, "http://", 7) == 0 || strncmp(loc, "https://", 8) == 0)
+        *out = strdup(loc);
+    else if (loc[0] == '/')
+        *out = strdup(loc); /* relative to the registry: request() prefixes the base */
+    else
+        return csi_error_set(err, CS_EPROTO, "%s: unusable upload Location %.100s", r->domain,
+                             loc);
+    return *out == NULL ? csi_error_oom(err) : 0;
+}
+
+/* Cancel an upload session; failures are ignored (distribution-spec: "SHOULD ignore"). */
+static void
+cancel(cs_registry *r, const char *url, const char *scope)
+{
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+
+    if (url == NULL)
+        return;
+    req.method = "DELETE";
+    req.url = url;
+    req.no_retry = true;
+    csi_registry_request(&resp, r, &req, scope, NULL);
+    csi_http_resp_dispose(&resp);
+}
+
+int
+cs_registry_mount_blob(bool *mounted, cs_registry *r, const char *repo, const char *digest,
+                       const char *from_repo, cs_error **err)
+{
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *path = NULL, *scope = NULL, *loc = NULL;
+    int ret;
+
+    *mounted = false;
+    if (asprintf(&path, "/v2/%s/blobs/uploads/?mount=%s&from=%s", repo, digest, from_repo) < 0) {
+        path = NULL;
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = push_scope(&scope, repo, from_repo, err);
+    if (ret < 0)
+        goto out;
+    req.method = "POST";
+    req.url = path;
+    req.body = "";
+    ret = csi_registry_request(&resp, r, &req, scope, NULL);
+    /* any failure means "upload it instead" (Harbor answers 401 for an unknown source;
+     * Docker Hub refuses some mounts) */
+    if (ret < 0) {
+        ret = 0;
+        goto out;
+    }
+    if (resp.status == 201) {
+        *mounted = true;
+    } else if (resp.status == 202 && location(&loc, &resp, r, NULL) == 0) {
+        /* a plain upload session was opened instead: close it */
+        cancel(r, loc, scope);
+    }
+out:
+    free(loc);
+    free(scope);
+    free(path);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+typedef struct file_source {
+    int fd;
+    uint64_t left;
+    uint64_t sent;
+    const char *path;
+} file_source;
+
+static long
+read_file(void *payload, char *buf, size_t len, cs_error **err)
+{
+    file_source *fs = payload;
+    ssize_t n;
+
+    if (fs->left == 0)
+        return 0;
+    if (len > fs->left)
+        len = (size_t)fs->left;
+    do {
+        n = read(fs->fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return csi_error_errno(err, errno, "read %s", fs->path);
+    if (n == 0)
+        return csi_error_set(err, CS_EIO, "%s ended early", fs->path);
+    fs->left -= (uint64_t)n;
+    fs->sent += (uint64_t)n;
+    return n;
+}
+
+/* URL + "digest=..." with '?' or '&' as the Location's query needs (it "MAY contain
+ * critical query parameters": never rebuild it). */
+static int
+with_digest(char **out, const char *url, const char *digest, cs_error **err)
+{
+    if (asprintf(out, "%s%sdigest=%s", url, strchr(url, '?') ? "&" : "?", digest) < 0) {
+        *out = NULL;
+        return csi_error_oom(err);
+    }
+    return 0;
+}
+
+/* One upload attempt: POST, then PUT (small) or PATCH... + PUT (large). */
+static int
+upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, int fd,
+            const char *path, const char *scope, uint64_t *sent, cs_error **err)
+{
+    static const char *const octet[] = {"Content-Type: application/octet-stream", NULL};
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *start = NULL, *loc = NULL, *put = NULL, *what = NULL;
+    file_source fs = {fd, (uint64_t)size, 0, path};
+    uint64_t off = 0;
+    int ret;
+
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return csi_error_errno(err, errno, "seek %s", path);
+    if (asprintf(&start, "/v2/%s/blobs/uploads/", repo) < 0 ||
+        asprintf(&what, "upload of %s to %s", digest, repo) < 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    req.method = "POST";
+    req.url = start;
+    req.body = "";
+    ret = csi_registry_request(&resp, r, &req, scope, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status != 202) {
+        ret = csi_registry_status_error(r, &resp, what, err);
+        goto out;
+    }
+    ret = location(&loc, &resp, r, err);
+    if (ret < 0)
+        goto out;
+    /* large blobs: PATCH chunks, each with its Content-Range (inclusive, no "bytes "
+     * prefix, spec.md "Pushing a blob in chunks"), following each new Location */
+    while ((uint64_t)size > CHUNK && off < (uint64_t)size) {
+        uint64_t n = (uint64_t)size - off < CHUNK ? (uint64_t)size - off : CHUNK;
+        char range[96];
+        const char *hdrs[] = {octet[0], range, NULL};
+
+        /* Content-Length comes from source_size */
+        snprintf(range, sizeof(range), "Content-Range: %" PRIu64 "-%" PRIu64, off, off + n - 1);
+        memset(&req, 0, sizeof(req));
+        req.method = "PATCH";
+        req.url = loc;
+        req.headers = hdrs;
+        req.source = read_file;
+        req.source_payload = &fs;
+        req.source_sized = true;
+        req.source_size = n;
+        fs.left = n;
+        ret = csi_registry_request(&resp, r, &req, scope, err);
+        if (ret < 0)
+            goto out;
+        /* ECR answers a PATCH with 201 (regclient blob.go) */
+        if (resp.status != 202 && resp.status != 201) {
+            ret = csi_registry_status_error(r, &resp, what, err);
+            goto out;
+        }
+        free(loc);
+        loc = NULL;
+        ret = location(&loc, &resp, r, err);
+        if (ret < 0)
+            goto out;
+        off += n;
+    }
+    ret = with_digest(&put, loc, digest, err);
+    if (ret < 0)
+        goto out;
+    memset(&req, 0, sizeof(req));
+    req.method = "PUT";
+    req.url = put;
+    req.headers = octet;
+    if (off < (uint64_t)size) {
+        /* the whole (small) blob rides on the closing PUT: one request */
+        fs.left = (uint64_t)size;
+        req.source = read_file;
+        req.source_payload = &fs;
+        req.source_sized = true;
+        req.source_size = (uint64_t)size;
+    } else {
+        req.body = "";
+    }
+    ret = csi_registry_request(&resp, r, &req, scope, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status != 201 && resp.status != 204) {
+        ret = csi_registry_status_error(r, &resp, what, err);
+        goto out;
+    }
+out:
+    *sent += fs.sent;
+    if (ret < 0)
+        cancel(r, loc, scope);
+    free(start);
+    free(loc);
+    free(put);
+    free(what);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+int
+cs_registry_upload_blob(cs_registry *r, const char *repo, const char *digest, int64_t size,
+                        const char *path, uint64_t *sent_out, cs_error **err)
+{
+    char *scope = NULL;
+    uint64_t sent = 0;
+    int fd, tries, ret;
+
+    ret = cs_digest_validate(digest, err);
+    if (ret < 0)
+        return ret;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return csi_error_errno(err, errno, "open %s", path);
+    ret = push_scope(&scope, repo, NULL, err);
+    /* a dropped connection or a 5xx mid-upload starts a new session: the registry may have
+     * lost the old one (it restarted), and the bytes are local */
+    for (tries = 0; ret == 0 && tries < 3; tries++) {
+        cs_error *e = NULL;
+
+        ret = upload_once(r, repo, digest, size, fd, path, scope, &sent, &e);
+        if (ret == 0 || ret != CS_ENET || tries == 2) {
+            if (ret < 0 && err != NULL)
+                *err = e;
+            else
+                cs_error_free(e);
+            break;
+        }
+        csi_log(CS_LOG_INFO, "upload of %s: %s; starting it again", digest, e->message);
+        cs_error_free(e);
+        ret = 0;
+        usleep(500000u << tries);
+    }
+    if (sent_out != NULL)
+        *sent_out = sent;
+    close(fd);
+    free(scope);
+    return ret;
+}
+
+int
+cs_registry_put_manifest(cs_registry *r, const char *repo, const char *target,
+                         const char *media_type, const char *data, size_t len, cs_error **err)
+{
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *path = NULL, *scope = NULL, *ct = NULL, *what = NULL;
+    char digest[CS_DIGEST_STRLEN];
+    const char *hdrs[2] = {NULL, NULL};
+    const char *got;
+    int ret;
+
+    ret = cs_digest_buffer(digest, data, len, err);
+    if (ret < 0)
+        return ret;
+    if (asprintf(&path, "/v2/%s/manifests/%s", repo, target) < 0 ||
+        asprintf(&ct, "Content-Type: %s", media_type) < 0 ||
+        asprintf(&what, "manifest %s:%s", repo, target) < 0) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = push_scope(&scope, repo, NULL, err);
+    if (ret < 0)
+        goto out;
+    hdrs[0] = ct;
+    req.method = "PUT";
+    req.url = path;
+    req.headers = hdrs;
+    req.body = data;
+    req.body_len = len;
+    ret = csi_registry_request(&resp, r, &req, scope, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status != 201 && resp.status != 200) {
+        ret = csi_registry_status_error(r, &resp, what, err);
+        goto out;
+    }
+    /* distribution-spec: the returned digest "MUST be equal to the client provided digest" */
+    got = csi_http_header_get(&resp, "docker-content-digest");
+    if (got != NULL && strncmp(got, "sha256:", 7) == 0 && strcmp(got, digest) != 0)
+        ret = csi_error_set(err, CS_EDIGEST, "%s on %s: registry stored %.80s, we sent %s", what,
+                            r->domain, got, digest);
+out:
+    free(path);
+    free(scope);
+    free(ct);
+    free(what);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
