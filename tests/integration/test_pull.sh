@@ -63,6 +63,14 @@ assert_eq "$(grep -c '"GET /v2/team/app/blobs/' "$reg_DIR/log" || true)" "$gets_
     "the second pull asks the registry for no blob (config included)"
 assert_contains "$WORK/out" '"outcome": "already present' "the second pull does not reload the daemon"
 
+# The same image under another tag: the daemon has it, so it is only tagged.
+docker_cli a tag "$REF" "$R/team/app:alias" && docker_cli a push "$R/team/app:alias" >/dev/null 2>&1 ||
+    fail "push of the alias tag"
+assert_exit 0 "pull of an alias of a loaded image" -- env DOCKER_HOST="$b_DOCKER_HOST" "$cs" pull --json "$R/team/app:alias"
+assert_contains "$WORK/out" '"outcome": "image present, tagged"' "an image the daemon has is tagged, not loaded"
+assert_eq "$(docker_cli b image inspect -f '{{.Id}}' "$R/team/app:alias")" "$(jq -r .config_digest "$WORK/out")" \
+    "the alias names the image on B"
+
 # A's next build changes only the last layer: B's next pull downloads only that layer.
 build_image a "$ctx" "$REF" --build-arg STAMP=2
 docker_cli a push "$REF" >"$WORK/push2.log" 2>&1 || fail "docker push of the rebuild"
