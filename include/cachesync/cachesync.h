@@ -13,5 +13,7 @@
 #include <cachesync/store.h>
 #include <cachesync/daemon.h>
 #include <cachesync/pull.h>
+#include <cachesync/source.h>
+#include <cachesync/push.h>
 
 #endif

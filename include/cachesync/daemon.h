@@ -99,6 +99,16 @@ size_t cs_daemon_common_prefix(const cs_daemon_chains *c, const char *const *dif
 int cs_daemon_tag(cs_daemon *d, const char *image, const char *repo, const char *tag,
                   cs_error **err);
 
+/** GET /images/{name}/get: stream the `docker save` tar of NAME (a reference or an image ID)
+ * to SINK, which returns < 0 (setting *err) to stop. CS_ENOTFOUND when the daemon has no
+ * such image; a failing SINK's own error is returned as it is. The tar is the caller's to
+ * check: when the export fails after streaming started, the daemon can only append a JSON
+ * error message to the stream, so a truncated tar or one ending in {"errorDetail":...} is a
+ * failed export even though this returns 0. */
+int cs_daemon_image_save(cs_daemon *d, const char *name,
+                         int (*sink)(void *payload, const char *data, size_t len, cs_error **err),
+                         void *payload, cs_error **err);
+
 /** POST /images/load?quiet=1 with the tar SOURCE streams (docker-archive format, see
  * docs: manifest.json + config + layers). A failure the daemon reports in its message stream
  * is CS_EPROTO with the daemon's text; a failing SOURCE's own error is returned as it is.

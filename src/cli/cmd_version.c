@@ -41,6 +41,22 @@ static const char pull_usage[] =
     "Layers the daemon already holds (e.g. the base image's) are neither fetched nor sent;\n"
     "blobs already in the store are not fetched again; an interrupted pull resumes.\n";
 
+static const char push_usage[] =
+    "usage: cachesync push SOURCE REF [--tag TAG]... [--compression gzip|zstd]\n"
+    "\n"
+    "Push an image with its BuildKit inline cache to a registry, uploading only what the\n"
+    "registry lacks.\n"
+    "\n"
+    "  SOURCE           docker:IMAGE (the default without a prefix): an image of the\n"
+    "                   daemon at DOCKER_HOST; oci:DIR[:TAG]: an OCI layout;\n"
+    "                   archive:FILE: a docker save tar\n"
+    "  --tag TAG        also point TAG at the same manifest (repeatable)\n"
+    "  --compression C  gzip (default) or zstd for layers compressed here\n"
+    "\n"
+    "The config goes up byte for byte, so moby.buildkit.cache.v0 survives. Every blob is\n"
+    "checked with HEAD first; a blob the store saw in another repository of the same\n"
+    "registry is mounted; a layer compressed once is never compressed again.\n";
+
 static const char version_usage[] = "usage: cachesync version\n\nPrint the version of "
                                     "cachesync and of the libraries it uses.\n";
 
@@ -48,6 +64,7 @@ static const char help_usage[] = "usage: cachesync help [COMMAND]\n";
 
 const cli_cmd cli_cmds[] = {
     {"pull", cmd_pull, "pre-seed the builder with an image from a registry", pull_usage},
+    {"push", cmd_push, "publish a build with its inline cache", push_usage},
     {"audit", cmd_audit, "show what a manifest and its cache cover", audit_usage},
     {"version", cmd_version, "print version information", version_usage},
     {"help", cmd_help, "show help for a command", help_usage},

@@ -981,3 +981,57 @@ out:
     free(what);
     return ret;
 }
+
+/* ---- save -------------------------------------------------------------------------------- */
+
+int
+cs_daemon_image_save(cs_daemon *d, const char *name,
+                     int (*sink)(void *payload, const char *data, size_t len, cs_error **err),
+                     void *payload, cs_error **err)
+{
+    cs_buf path = CS_BUF_INIT;
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char *what = NULL;
+    int ret;
+
+    if (name == NULL || *name == '\0')
+        return csi_error_set(err, CS_EINVAL, "no image name to export");
+    /* the route is /images/{name:.*}/get: escaped like inspect's */
+    ret = cs_buf_puts(&path, "/images/", err);
+    if (ret == 0)
+        ret = csi_http_query_escape(&path, name, err);
+    if (ret == 0)
+        ret = cs_buf_puts(&path, "/get", err);
+    if (ret < 0)
+        goto out;
+    req.method = "GET";
+    req.sink = sink;
+    req.sink_payload = payload;
+    req.max_body = PING_MAX; /* only an error body is collected */
+    req.no_retry = true;     /* the sink has consumed what came: a retry would repeat it */
+    /* the sink may compress a layer between reads, and the daemon may take long to start
+     * (it tars the layers as it goes) */
+    req.no_stall_timeout = true;
+    ret = call(&resp, d, &req, path.ptr, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status == 404) {
+        ret = csi_error_http(err, CS_ENOTFOUND, 404,
+                             "image %.300s not found in the Docker daemon at %s", name, d->host);
+        goto out;
+    }
+    if (resp.status != 200) {
+        if (asprintf(&what, "export image %.300s", name) < 0) {
+            what = NULL;
+            ret = csi_error_oom(err);
+            goto out;
+        }
+        ret = status_error(d, &resp, what, err);
+    }
+out:
+    free(what);
+    cs_buf_dispose(&path);
+    csi_http_resp_dispose(&resp);
+    return ret;
+}

@@ -48,6 +48,7 @@ typedef struct csi_http_req {
     void *source_payload;
     bool source_sized;         /* its length is known: sent with Content-Length, not chunked */
     uint64_t source_size;
+    int (*source_rewind)(void *payload); /* start the body again (for a resend); may be NULL */
     size_t max_body;       /* cap on a collected body; 0 = 1 MiB */
     csi_http_sink_fn sink; /* stream 2xx bodies here instead of collecting them */
     csi_http_begin_fn begin; /* optional check before a sink gets its first byte */

@@ -255,6 +255,11 @@ csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *re
                 csi_auth_ok(r->auth);
             break;
         }
+        /* a streamed body was consumed by the refused try: resend only what can be rewound
+         * (a token that expired during a long upload lands here) */
+        if (req.source != NULL &&
+            (req.source_rewind == NULL || req.source_rewind(req.source_payload) < 0))
+            break;
         ret = csi_auth_challenge(r->auth, resp, scope, strncmp(r->base, "https:", 6) == 0, err);
         if (ret < 0)
             break;

@@ -161,7 +161,29 @@ typedef struct file_source {
     uint64_t left;
     uint64_t sent;
     const char *path;
+    uint64_t start, len; /* the byte range of the request being sent, for a resend */
 } file_source;
+
+/* Begin a request body of LEN bytes at offset START. */
+static int
+source_at(file_source *fs, uint64_t start, uint64_t len)
+{
+    if (lseek(fs->fd, (off_t)start, SEEK_SET) < 0)
+        return -1;
+    fs->start = start;
+    fs->len = len;
+    fs->left = len;
+    return 0;
+}
+
+static int
+rewind_file(void *payload)
+{
+    file_source *fs = payload;
+
+    fs->sent -= fs->len - fs->left;
+    return source_at(fs, fs->start, fs->len);
+}
 
 static long
 read_file(void *payload, char *buf, size_t len, cs_error **err)
@@ -206,7 +228,7 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
     csi_http_resp resp = {0};
     csi_http_req req = {0};
     char *start = NULL, *loc = NULL, *put = NULL, *what = NULL;
-    file_source fs = {fd, (uint64_t)size, 0, path};
+    file_source fs = {fd, (uint64_t)size, 0, path, 0, 0};
     uint64_t off = 0;
     int ret;
 
@@ -244,10 +266,14 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
         req.url = loc;
         req.headers = hdrs;
         req.source = read_file;
+        req.source_rewind = rewind_file;
         req.source_payload = &fs;
         req.source_sized = true;
         req.source_size = n;
-        fs.left = n;
+        if (source_at(&fs, off, n) < 0) {
+            ret = csi_error_errno(err, errno, "seek %s", path);
+            goto out;
+        }
         ret = csi_registry_request(&resp, r, &req, scope, err);
         if (ret < 0)
             goto out;
@@ -272,8 +298,12 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
     req.headers = octet;
     if (off < (uint64_t)size) {
         /* the whole (small) blob rides on the closing PUT: one request */
-        fs.left = (uint64_t)size;
+        if (source_at(&fs, 0, (uint64_t)size) < 0) {
+            ret = csi_error_errno(err, errno, "seek %s", path);
+            goto out;
+        }
         req.source = read_file;
+        req.source_rewind = rewind_file;
         req.source_payload = &fs;
         req.source_sized = true;
         req.source_size = (uint64_t)size;

@@ -1,0 +1,266 @@
+/* cs_push: read the source into blobs, then HEAD / mount / upload each, then the manifest. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cachesync/push.h>
+#include <cachesync/reference.h>
+#include <cachesync/source.h>
+#include <cachesync/store.h>
+#include "error_int.h"
+#include "layermap.h"
+#include "log_int.h"
+
+typedef struct push {
+    const cs_push_options *opts;
+    cs_push_result *res;
+    cs_reference *ref;
+    cs_registry *reg;
+    cs_store *store;
+    char *repo_key; /* "domain/path": how the layer map names this repository */
+} push;
+
+void
+cs_push_result_free(cs_push_result *r)
+{
+    size_t i;
+
+    if (r == NULL)
+        return;
+    free(r->ref);
+    free(r->media_type);
+    for (i = 0; i < r->ntags; i++)
+        free(r->tags[i]);
+    free(r->tags);
+    free(r);
+}
+
+static void
+event(push *p, cs_push_event ev, const char *digest, uint64_t total, const char *fmt, ...)
+{
+    cs_push_progress pr = {0};
+    char msg[1024];
+    va_list ap;
+
+    if (p->opts->progress == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pr.event = ev;
+    pr.digest = digest;
+    pr.total = total;
+    pr.message = msg;
+    p->opts->progress(&pr, p->opts->progress_payload);
+}
+
+/* Mount from another repository of the same registry that the store saw holding the blob. */
+static int
+try_mount(bool *mounted, push *p, const cs_source_blob *b, cs_error **err)
+{
+    char **repos = NULL;
+    size_t n = 0, i, dlen = strlen(p->ref->domain);
+    int ret;
+
+    *mounted = false;
+    if (csi_layermap_where(&repos, &n, p->store, b->digest, NULL) < 0)
+        return 0;
+    for (i = 0; i < n && !*mounted; i++) {
+        const char *from = repos[i] + dlen + 1;
+
+        if (strncmp(repos[i], p->ref->domain, dlen) != 0 || repos[i][dlen] != '/' ||
+            strcmp(from, p->ref->path) == 0)
+            continue;
+        ret = cs_registry_mount_blob(mounted, p->reg, p->ref->path, b->digest, from, err);
+        if (ret < 0)
+            break;
+        if (*mounted)
+            event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "mounted from %s", from);
+    }
+    csi_layermap_repos_free(repos);
+    return 0;
+}
+
+static int
+push_blob(push *p, const cs_source_blob *b, cs_error **err)
+{
+    bool exists = false, mounted = false;
+    uint64_t sent = 0;
+    int ret;
+
+    p->res->blobs_total++;
+    p->res->bytes_total += (uint64_t)b->size;
+    ret = cs_registry_blob_exists(&exists, p->reg, p->ref->path, b->digest, b->size, err);
+    if (ret < 0)
+        return ret;
+    if (exists) {
+        p->res->blobs_present++;
+        event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "exists");
+    } else {
+        ret = try_mount(&mounted, p, b, err);
+        if (ret < 0)
+            return ret;
+        if (mounted) {
+            p->res->blobs_mounted++;
+        } else {
+            ret = cs_registry_upload_blob(p->reg, p->ref->path, b->digest, b->size, b->path,
+                                          &sent, err);
+            p->res->bytes_uploaded += sent;
+            if (ret < 0)
+                return ret;
+            p->res->blobs_uploaded++;
+            event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "uploaded");
+        }
+    }
+    /* remember where it is, for mounts into other repositories later */
+    csi_layermap_seen(p->store, b->digest, p->repo_key, NULL);
+    return 0;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+add_tag(push *p, const char *tag, cs_error **err)
+{
+    cs_reference *t = NULL;
+    char **tags;
+    char *s;
+    int ret;
+
+    ret = cs_reference_with_target(&t, p->ref, tag, err);
+    if (ret < 0)
+        return ret;
+    s = cs_reference_to_string(t, 0);
+    cs_reference_free(t);
+    tags = realloc(p->res->tags, (p->res->ntags + 1) * sizeof(*tags));
+    if (s == NULL || tags == NULL) {
+        free(s);
+        return csi_error_oom(err);
+    }
+    p->res->tags = tags;
+    tags[p->res->ntags++] = s;
+    return 0;
+}
+
+int
+cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
+{
+    cs_source_options so = {0};
+    cs_source_image *img = NULL;
+    cs_source src = {0};
+    push p = {0};
+    double t0 = now_s();
+    size_t i, k;
+    int ret;
+
+    p.opts = opts;
+    p.res = calloc(1, sizeof(*p.res));
+    if (p.res == NULL)
+        return csi_error_oom(err);
+    ret = cs_reference_parse(&p.ref, opts->ref, err);
+    if (ret < 0)
+        goto out;
+    if (p.ref->digest != NULL) {
+        ret = csi_error_set(err, CS_EINVAL,
+                            "push to %s: name a tag, not a digest (the digest comes from what "
+                            "is pushed)",
+                            opts->ref);
+        goto out;
+    }
+    p.res->ref = cs_reference_to_string(p.ref, 0);
+    if (p.res->ref == NULL || asprintf(&p.repo_key, "%s/%s", p.ref->domain, p.ref->path) < 0) {
+        p.repo_key = NULL;
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = add_tag(&p, p.ref->tag, err);
+    for (i = 0; ret == 0 && i < opts->ntags; i++)
+        ret = add_tag(&p, opts->tags[i], err);
+    if (ret < 0)
+        goto out;
+    ret = cs_source_parse(&src, opts->source, err);
+    if (ret == 0)
+        ret = cs_store_open(&p.store, opts->store_dir, err);
+    if (ret == 0)
+        ret = cs_registry_new(&p.reg, p.ref->domain, &opts->registry, err);
+    /* ask the registry first: a wrong password should not wait for an export */
+    if (ret == 0)
+        ret = cs_registry_ping(p.reg, err);
+    if (ret < 0)
+        goto out;
+    so.docker_host = opts->docker_host;
+    so.compression = opts->compression;
+    so.platform = opts->platform;
+    ret = cs_source_load(&img, &src, p.store, &so, err);
+    if (ret < 0) {
+        csi_error_wrap(err, "source %s", opts->source);
+        goto out;
+    }
+    p.res->layers_compressed = img->layers_compressed;
+    p.res->layers_reused = img->layers_reused;
+    memcpy(p.res->manifest_digest, img->manifest_digest, CS_DIGEST_STRLEN);
+    p.res->media_type = strdup(img->manifest_media_type);
+    if (p.res->media_type == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    event(&p, CS_PUSH_SOURCE, img->manifest_digest, 0, "%s: %zu layers, manifest %s",
+          opts->source, img->nlayers, img->manifest_digest);
+    /* blobs before the manifest (the registry may refuse a manifest whose blobs it lacks);
+     * the same blob twice is pushed once */
+    for (i = 0; i < img->nlayers; i++) {
+        bool dup = false;
+
+        for (k = 0; k < i; k++)
+            dup = dup || strcmp(img->layers[k].digest, img->layers[i].digest) == 0;
+        if (dup)
+            continue;
+        ret = push_blob(&p, &img->layers[i], err);
+        if (ret < 0)
+            goto out;
+    }
+    ret = push_blob(&p, &img->config, err);
+    if (ret < 0)
+        goto out;
+    for (i = 0; i < p.res->ntags; i++) {
+        const char *tag = strrchr(p.res->tags[i], ':') + 1;
+
+        ret = cs_registry_put_manifest(p.reg, p.ref->path, tag, img->manifest_media_type,
+                                       img->manifest, img->manifest_len, err);
+        if (ret < 0)
+            goto out;
+        event(&p, CS_PUSH_MANIFEST, img->manifest_digest, img->manifest_len, "%s",
+              p.res->tags[i]);
+    }
+    /* the store keeps what was pushed, so pulling it back here costs nothing */
+    ret = cs_store_put_blob(p.store, img->manifest_digest, img->manifest, img->manifest_len,
+                            NULL, err);
+    if (ret == 0)
+        ret = cs_store_set_ref(p.store, p.res->ref, img->manifest_media_type,
+                               img->manifest_digest, (int64_t)img->manifest_len, NULL, err);
+    if (ret < 0)
+        goto out;
+    p.res->seconds = now_s() - t0;
+    *out = p.res;
+    p.res = NULL;
+out:
+    cs_push_result_free(p.res);
+    cs_source_image_free(img);
+    cs_source_dispose(&src);
+    cs_reference_free(p.ref);
+    cs_registry_free(p.reg);
+    cs_store_free(p.store);
+    free(p.repo_key);
+    return ret;
+}
