@@ -66,15 +66,15 @@ typedef struct cs_source_image {
 } cs_source_image;
 
 typedef struct cs_source_options {
-    const char *docker_host; /* NULL: $DOCKER_HOST, else the default socket */
-    const char *compression; /* "gzip" (NULL: the default) or "zstd": docker and archive
-                              * sources produce a Docker schema2 manifest with gzip layers, or
-                              * an OCI manifest with zstd layers; OCI layouts push as they are */
-    int level;               /* compression level; 0: the format's default */
+    const char *docker_host;     /* NULL: $DOCKER_HOST, else the default socket */
+    const char *compression;     /* "gzip" (NULL: the default) or "zstd": docker and archive
+                                  * sources produce a Docker schema2 manifest with gzip layers, or
+                                  * an OCI manifest with zstd layers; OCI layouts push as they are */
+    int level;                   /* compression level; 0: the format's default */
     const cs_platform *platform; /* which image of an OCI index; NULL: the host's */
     /* WHAT is "export" (DONE bytes of the daemon's stream, TOTAL 0: unknown), "read" (bytes
-     * of an archive file; TOTAL 0 for a pipe) or "compress sha256:<12 hex>" (bytes of one layer). Called at
-     * most every few MiB, and once at each end. */
+     * of an archive file; TOTAL 0 for a pipe) or "compress sha256:<12 hex>" (bytes of one layer).
+     * Called at most every few MiB, and once at each end. */
     void (*progress)(void *payload, const char *what, uint64_t done, uint64_t total);
     void *progress_payload;
 } cs_source_options;

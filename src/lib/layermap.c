@@ -46,8 +46,7 @@ check_repo(const char *repo, cs_error **err)
                              CSI_LAYERMAP_REPO_MAX);
     for (p = repo; *p != '\0'; p++) {
         if (*p <= ' ' || *p >= 0x7f)
-            return csi_error_set(err, CS_EINVAL, "layer map: bad repository name \"%.100s\"",
-                                 repo);
+            return csi_error_set(err, CS_EINVAL, "layer map: bad repository name \"%.100s\"", repo);
     }
     return 0;
 }
@@ -220,8 +219,7 @@ csi_layermap_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out, cs_store 
         ret = load(&root, s, err);
     if (ret < 0)
         return ret;
-    entry = json_object_get(json_object_get(json_object_get(root, "layers"), diff_id),
-                            compression);
+    entry = json_object_get(json_object_get(json_object_get(root, "layers"), diff_id), compression);
     digest = csi_json_str(entry, "digest");
     /* entries come from a file anyone could have edited: only well-formed ones count */
     if (digest == NULL || cs_digest_validate(digest, NULL) < 0 ||
@@ -313,8 +311,7 @@ seen_edit(json_t *root, void *arg, cs_error **err)
 }
 
 int
-csi_layermap_seen(cs_store *s, const char *blob_digest, const char *registry_repo,
-                  cs_error **err)
+csi_layermap_seen(cs_store *s, const char *blob_digest, const char *registry_repo, cs_error **err)
 {
     seen_args a = {blob_digest, registry_repo};
     int ret;
@@ -351,8 +348,7 @@ csi_layermap_where(char ***repos_out, size_t *n_out, cs_store *s, const char *bl
         ret = load(&root, s, err);
     if (ret < 0)
         return ret;
-    seen = json_object_get(json_object_get(json_object_get(root, "blobs"), blob_digest),
-                           "seen");
+    seen = json_object_get(json_object_get(json_object_get(root, "blobs"), blob_digest), "seen");
     repos = calloc(json_array_size(seen) + 1, sizeof(*repos));
     if (repos == NULL) {
         ret = csi_error_oom(err);

@@ -42,8 +42,8 @@ int csi_layermap_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out, cs_st
 
 /* Record that DIFF_ID compressed with COMPRESSION is blob DIGEST of SIZE bytes (replacing an
  * earlier answer). */
-int csi_layermap_put(cs_store *s, const char *diff_id, const char *compression,
-                     const char *digest, int64_t size, cs_error **err);
+int csi_layermap_put(cs_store *s, const char *diff_id, const char *compression, const char *digest,
+                     int64_t size, cs_error **err);
 
 /* Record that REGISTRY_REPO ("127.0.0.1:5000/team/app", no tag) holds BLOB_DIGEST. */
 int csi_layermap_seen(cs_store *s, const char *blob_digest, const char *registry_repo,

@@ -94,6 +94,12 @@ push_blob(push *p, const cs_source_blob *b, cs_error **err)
 
     p->res->blobs_total++;
     p->res->bytes_total += (uint64_t)b->size;
+    if (b->path == NULL) {
+        /* a foreign (non-distributable) layer the source does not hold: registries fetch
+         * it from its URLs; image-spec says such layers SHOULD NOT be uploaded */
+        event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "not uploaded (foreign layer)");
+        return 0;
+    }
     ret = cs_registry_blob_exists(&exists, p->reg, p->ref->path, b->digest, b->size, err);
     if (ret < 0)
         return ret;

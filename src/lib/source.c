@@ -520,7 +520,7 @@ typedef struct loader {
                 * which the tar reader is still walking while a layer is compressed */
 
     /* the stream */
-    bool failed; /* the tar reader stopped: FAIL_ERR says why */
+    bool failed;    /* the tar reader stopped: FAIL_ERR says why */
     bool cb_failed; /* ... because one of our callbacks failed, not the tar's structure */
     cs_error *fail_err;
     int fail_code;
@@ -531,11 +531,6 @@ typedef struct loader {
     const char *progress_what; /* "export": report stream bytes */
     uint64_t progress_last;
 } loader;
-
-static int
-loader_init(loader *L, cs_store *store, const settings *st, const char *origin, const char *name,
-            cs_error **err);
-static void loader_dispose(loader *L);
 
 /* "./a/./b/" -> "a/b"; NAME already passed csi_tar_path_is_safe. */
 static char *
@@ -768,22 +763,20 @@ process_layer(loader *L, rec *r, csi_compression sniffed, cs_error **err)
         r->blob_size = (int64_t)r->size;
         r->how = HOW_AS_IS;
     } else {
-        ret = compress_into_store(r->blob, &r->blob_size, L->store, st, L->tmpdir, r->tmp,
-                                  r->size, r->diff_id, L->buf, err);
+        ret = compress_into_store(r->blob, &r->blob_size, L->store, st, L->tmpdir, r->tmp, r->size,
+                                  r->diff_id, L->buf, err);
         if (ret < 0)
             goto out;
         r->how = HOW_COMPRESSED;
     }
     r->kind = REC_LAYER;
-    csi_log(CS_LOG_DEBUG, "layer %s: %s blob %s (%lld bytes)%s", r->diff_id, st->comp_name,
-            r->blob, (long long)r->blob_size,
-            r->how == HOW_AS_IS ? ", exported so" : ", compressed now");
+    csi_log(CS_LOG_DEBUG, "layer %s: %s blob %s (%lld bytes)%s", r->diff_id, st->comp_name, r->blob,
+            (long long)r->blob_size, r->how == HOW_AS_IS ? ", exported so" : ", compressed now");
     {
         cs_error *merr = NULL;
 
         /* the blob is safely stored; forgetting the mapping costs a later run time only */
-        if (csi_layermap_put(L->store, r->diff_id, st->comp_name, r->blob, r->blob_size,
-                             &merr) < 0)
+        if (csi_layermap_put(L->store, r->diff_id, st->comp_name, r->blob, r->blob_size, &merr) < 0)
             csi_log(CS_LOG_WARN, "layer map: %s", merr ? merr->message : "update failed");
         cs_error_free(merr);
     }
@@ -825,8 +818,8 @@ file_start(loader *L, cs_error **err)
     c->layer = c->sniffed != CSI_COMP_NONE || looks_like_tar(c->head, c->head_len);
     if (strncmp(r->name, "blobs/sha256/", 13) == 0 && strchr(r->name + 13, '/') == NULL) {
         snprintf(c->name_digest, sizeof(c->name_digest), "sha256:%.64s", r->name + 13);
-        c->name_digest_set = cs_digest_validate(c->name_digest, NULL) == 0 &&
-                             strlen(r->name + 13) == 64;
+        c->name_digest_set =
+            cs_digest_validate(c->name_digest, NULL) == 0 && strlen(r->name + 13) == 64;
     }
     /* Docker 25+ names an uncompressed layer by its diff_id: when the store has its blob,
      * checking the bytes is all there is to do */
@@ -916,8 +909,7 @@ on_entry(void *payload, const csi_tar_entry *e, cs_error **err)
         strstr(e->name, "..") == NULL)
         return 0;
     if (!csi_tar_path_is_safe(e->name))
-        return csi_error_set(err, CS_EPROTO, "tar entry with an unsafe path \"%.200s\"",
-                             e->name);
+        return csi_error_set(err, CS_EPROTO, "tar entry with an unsafe path \"%.200s\"", e->name);
     if (e->typeflag == CSI_TAR_DIR)
         return 0;
     name = clean_name(e->name);
@@ -1175,8 +1167,10 @@ item_config(char **data_out, size_t *len_out, cs_image_config **cfg_out, rec **r
     int ret;
 
     if (r == NULL)
-        return csi_error_set(err, CS_EPROTO, "manifest.json names config %.200s, which the "
-                             "archive does not hold", item->config);
+        return csi_error_set(err, CS_EPROTO,
+                             "manifest.json names config %.200s, which the "
+                             "archive does not hold",
+                             item->config);
     if (r->kind == REC_BIG)
         return csi_error_set(err, CS_ELIMIT, "config %.200s exceeds %u bytes", item->config,
                              CS_CONFIG_MAX);
@@ -1253,8 +1247,8 @@ select_item(const csi_docker_archive_item **out, loader *L, const csi_docker_arc
     }
     if (L->want_diff_ids != NULL)
         ret = csi_error_set(err, CS_EPROTO, "none of the %zu images it holds%s%s%s is %.300s", n,
-                            names.len ? " (" : "", names.len ? names.ptr : "",
-                            names.len ? ")" : "", L->name);
+                            names.len ? " (" : "", names.len ? names.ptr : "", names.len ? ")" : "",
+                            L->name);
     else
         ret = csi_error_set(err, CS_EINVAL, "it holds %zu images%s%s%s; push one image per archive",
                             n, names.len ? " (" : "", names.len ? names.ptr : "",
@@ -1282,9 +1276,9 @@ assemble(cs_source_image **out, loader *L, cs_error **err)
                             "oci:DIR)");
         goto out;
     }
-    ret = csi_docker_archive_parse(&items, &nitems, L->manifest_json.ptr ? L->manifest_json.ptr
-                                                                         : "",
-                                   L->manifest_json.len, err);
+    ret =
+        csi_docker_archive_parse(&items, &nitems, L->manifest_json.ptr ? L->manifest_json.ptr : "",
+                                 L->manifest_json.len, err);
     if (ret == 0)
         ret = select_item(&item, L, items, nitems, err);
     if (ret == 0)
@@ -1292,9 +1286,9 @@ assemble(cs_source_image **out, loader *L, cs_error **err)
     if (ret < 0)
         goto out;
     if (L->want_config != NULL && strcmp(crec->digest, L->want_config) != 0) {
-        ret = csi_error_set(err, CS_EDIGEST,
-                            "the exported config has digest %s, not the image ID %s",
-                            crec->digest, L->want_config);
+        ret =
+            csi_error_set(err, CS_EDIGEST, "the exported config has digest %s, not the image ID %s",
+                          crec->digest, L->want_config);
         goto out;
     }
     if (item->nlayers != cfg->ndiff_ids) {
@@ -1323,9 +1317,9 @@ assemble(cs_source_image **out, loader *L, cs_error **err)
         if (ret < 0)
             goto out;
         if (r->kind == REC_BIG) {
-            ret = csi_error_set(err, CS_EPROTO,
-                                "layer %.200s is neither a tar nor gzip or zstd data",
-                                item->layers[i]);
+            ret =
+                csi_error_set(err, CS_EPROTO, "layer %.200s is neither a tar nor gzip or zstd data",
+                              item->layers[i]);
             goto out;
         }
         if (strcmp(r->diff_id, cfg->diff_ids[i]) != 0 || r->kind != REC_LAYER) {
@@ -1342,8 +1336,8 @@ assemble(cs_source_image **out, loader *L, cs_error **err)
     /* byte for byte: the image ID and BuildKit's inline cache live in these bytes */
     ret = cs_store_put_blob(L->store, crec->digest, cdata, clen, NULL, err);
     if (ret == 0)
-        ret = make_image(out, L->store, L->st, crec->digest, (int64_t)clen, layers,
-                         item->nlayers, err);
+        ret = make_image(out, L->store, L->st, crec->digest, (int64_t)clen, layers, item->nlayers,
+                         err);
     if (ret < 0)
         goto out;
     (*out)->layers_compressed = ncomp;
@@ -1625,9 +1619,9 @@ oci_blob_path(char **out, const oci_dir *od, const char *digest, int64_t size, c
         return csi_error_oom(err);
     real = realpath(path, NULL);
     if (real == NULL) {
-        ret = errno == ENOENT ? csi_error_set(err, CS_ENOTFOUND, "blob %s is not in %s", digest,
-                                              od->dir)
-                              : csi_error_errno(err, errno, "resolve %s", path);
+        ret = errno == ENOENT
+                  ? csi_error_set(err, CS_ENOTFOUND, "blob %s is not in %s", digest, od->dir)
+                  : csi_error_errno(err, errno, "resolve %s", path);
         goto out;
     }
     if (strncmp(real, od->real, rl) != 0 || (real[rl] != '/' && od->real[rl - 1] != '/')) {
@@ -1711,11 +1705,11 @@ oci_pick(const json_t **out, const json_t *manifests, const char *dir, const cha
     json_array_foreach(manifests, i, d)
     {
         const char *n = ref_name(d);
-        const char *full = csi_json_str(json_object_get(d, "annotations"),
-                                        "io.containerd.image.name");
+        const char *full =
+            csi_json_str(json_object_get(d, "annotations"), "io.containerd.image.name");
 
-        if (tag != NULL && ((n != NULL && strcmp(n, tag) == 0) ||
-                            (full != NULL && strcmp(full, tag) == 0))) {
+        if (tag != NULL &&
+            ((n != NULL && strcmp(n, tag) == 0) || (full != NULL && strcmp(full, tag) == 0))) {
             found = d;
             break;
         }
