@@ -15,5 +15,6 @@
 #include <cachesync/pull.h>
 #include <cachesync/source.h>
 #include <cachesync/push.h>
+#include <cachesync/doctor.h>
 
 #endif

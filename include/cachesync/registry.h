@@ -48,7 +48,8 @@ int cs_registry_head_manifest(char **media_type_out, char digest_out[CS_DIGEST_S
                               int64_t *size_out, cs_registry *r, const char *repo,
                               const char *target, cs_error **err);
 
-/** GET a small blob (a config) into memory, checking SIZE and DIGEST; MAX caps it. */
+/** GET a small blob (a config) into memory, checking SIZE (when >= 0) and DIGEST; MAX caps
+ * it. */
 int cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *digest,
                          int64_t size, size_t max, cs_error **err);
 

@@ -57,6 +57,15 @@ static const char push_usage[] =
     "checked with HEAD first; a blob the store saw in another repository of the same\n"
     "registry is mounted; a layer compressed once is never compressed again.\n";
 
+static const char doctor_usage[] =
+    "usage: cachesync doctor REF\n"
+    "\n"
+    "Will `docker build --cache-from REF` find the cache on this machine? Checks the daemon\n"
+    "and its image store, an image tagged exactly REF, its inline cache metadata (present,\n"
+    "under BuildKit's 1 MiB import limit, consistent layer count) and whether the registry\n"
+    "answers (and whether that matters here). Ends with a verdict and the command that\n"
+    "fixes what is wrong. Exit 0 only when ready.\n";
+
 static const char version_usage[] = "usage: cachesync version\n\nPrint the version of "
                                     "cachesync and of the libraries it uses.\n";
 
@@ -65,6 +74,7 @@ static const char help_usage[] = "usage: cachesync help [COMMAND]\n";
 const cli_cmd cli_cmds[] = {
     {"pull", cmd_pull, "pre-seed the builder with an image from a registry", pull_usage},
     {"push", cmd_push, "publish a build with its inline cache", push_usage},
+    {"doctor", cmd_doctor, "will docker build --cache-from REF hit here?", doctor_usage},
     {"audit", cmd_audit, "show what a manifest and its cache cover", audit_usage},
     {"version", cmd_version, "print version information", version_usage},
     {"help", cmd_help, "show help for a command", help_usage},

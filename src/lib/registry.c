@@ -431,7 +431,7 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
     ret = cs_digest_validate(digest, err);
     if (ret < 0)
         return ret;
-    if (size < 0 || (uint64_t)size > max)
+    if (size >= 0 && (uint64_t)size > max)
         return csi_error_set(err, CS_ELIMIT, "blob %s is %lld bytes, over the %zu-byte limit",
                              digest, (long long)size, max);
     if (asprintf(&path, "/v2/%s/blobs/%s", repo, digest) < 0) {
@@ -444,11 +444,13 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
     req.method = "GET";
     req.url = path;
     /* one byte over the expected size, so a longer body shows as a size mismatch */
-    req.max_body = (size_t)size + 1;
+    req.max_body = size >= 0 ? (size_t)size + 1 : max;
     ret = csi_registry_request(&resp, r, &req, scope, err);
-    if (ret == CS_ELIMIT) {
-        cs_error_free(*err);
-        *err = NULL;
+    if (ret == CS_ELIMIT && size >= 0) {
+        if (err != NULL) {
+            cs_error_free(*err);
+            *err = NULL;
+        }
         ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: larger than its %lld bytes", digest,
                             r->domain, (long long)size);
         goto out;
@@ -465,7 +467,7 @@ cs_registry_get_blob(cs_buf *out, cs_registry *r, const char *repo, const char *
         free(what);
         goto out;
     }
-    if (resp.body.len != (size_t)size) {
+    if (size >= 0 && resp.body.len != (size_t)size) {
         ret = csi_error_set(err, CS_EDIGEST, "blob %s from %s: got %zu bytes, expected %lld",
                             digest, r->domain, resp.body.len, (long long)size);
         goto out;
