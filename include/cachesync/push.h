@@ -57,7 +57,7 @@ typedef struct cs_push_result {
     size_t blobs_mounted;
     size_t blobs_present; /* the registry had them */
     uint64_t bytes_total;
-    uint64_t bytes_uploaded;
+    uint64_t bytes_uploaded; /* body bytes sent over the network, resends included */
     size_t layers_compressed; /* compressed in this run */
     size_t layers_reused;     /* compressed blobs remembered from an earlier push */
     char **tags;              /* the references the manifest was pushed as */

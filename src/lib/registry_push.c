@@ -181,7 +181,7 @@ rewind_file(void *payload)
 {
     file_source *fs = payload;
 
-    fs->sent -= fs->len - fs->left;
+    /* what was sent stays counted: SENT is what crossed the network, resends included */
     return source_at(fs, fs->start, fs->len);
 }
 
@@ -351,10 +351,12 @@ cs_registry_upload_blob(cs_registry *r, const char *repo, const char *digest, in
 
         ret = upload_once(r, repo, digest, size, fd, path, scope, &sent, &e);
         if (ret == 0 || ret != CS_ENET || tries == 2) {
-            if (ret < 0 && err != NULL)
+            if (ret < 0 && err != NULL) {
                 *err = e;
-            else
+                csi_error_wrap(err, "upload of %.19s to %s/%s", digest, r->domain, repo);
+            } else {
                 cs_error_free(e);
+            }
             break;
         }
         csi_log(CS_LOG_INFO, "upload of %s: %s; starting it again", digest, e->message);

@@ -5,12 +5,17 @@
                   [--rate BYTES_PER_S] [--corrupt-blob DIGEST]
                   [--truncate-blob DIGEST:AFTER_BYTES] [--reset-blob DIGEST:AFTER_BYTES]
                   [--status-burst CODE:COUNT[:DIGEST]]
+                  [--rate-up BYTES_PER_S] [--drop-upload-after BYTES] [--expire-tokens]
 
 Listens on 127.0.0.1:P (P 0: any free port; the first line on stdout is then "PORT=n") and
 forwards every request to the upstream registry as it came: method, path, query, headers
 (except hop-by-hop ones; Host is kept, so the registry's Location headers name the proxy),
-body. The answer is streamed back, status and headers as they are (redirects are not
-followed). Range requests pass through unchanged (the registry answers 206).
+body. Request bodies are streamed as they came: with their Content-Length, or chunked
+(Transfer-Encoding: chunked, chunk for chunk). When the upstream answers before it has read
+the whole body (a registry refusing an expired token does), the proxy stops sending, relays the
+answer and closes the client connection after it, the way a real server does. The answer is
+streamed back, status and headers as they are (redirects are not followed). Range requests
+pass through unchanged (the registry answers 206).
 
 Faults touch only the bodies of GET /v2/<name>/blobs/<digest>:
   --rate N                throttle each such body to N bytes/s
@@ -25,15 +30,37 @@ Faults touch only the bodies of GET /v2/<name>/blobs/<digest>:
                           429 and 503)
 The corrupt, truncate and reset options can be repeated for several digests.
 
+Upload faults touch only the request bodies of PUT and PATCH /v2/<name>/blobs/uploads/...:
+  --rate-up N             throttle each such body to N bytes/s on its way to the registry
+  --drop-upload-after N   once: after N body bytes of an upload went to the registry, abort
+                          both connections (TCP reset to the client and to the registry), like
+                          a registry that died in the middle of the upload
+
+  --expire-tokens         answer 401 with the registry's Bearer challenge (realm and service
+                          from the registry's own GET /v2/, scope for the request's repository)
+                          to any request whose Bearer token (a JWT) is past its exp claim,
+                          without forwarding it and before reading its body. docker-registry
+                          accepts tokens until exp + 60 s (distribution's token.Leeway); this
+                          makes a short --token-expires-in bite at once, as on registries
+                          that allow no skew
+
 One line per request goes to --log FILE (default stdout), flushed at once:
-    METHOD PATH range=RANGE|- status=S bytes=BODY_BYTES_SENT [fault=...]
+    METHOD PATH range=RANGE|- status=S bytes=BODY_BYTES_SENT [up=N] [crange=C] [note=...]
+        [fault=...]
+up: request body bytes forwarded (requests with a body); crange: the request's
+Content-Range; note=early-response (the registry answered before the whole body) or
+note=upstream-error:... (the registry connection broke during the body: the client
+connection is then reset too). status=0: no answer was relayed.
 Binds loopback only. Not a product: no TLS, no upstream connection reuse.
 """
 
 import argparse
+import base64
 import http.client
 import http.server
+import json
 import re
+import select
 import socket
 import struct
 import sys
@@ -54,7 +81,19 @@ HOP_BY_HOP = {
     "upgrade",
 }
 BLOB_PATH = re.compile(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$")
+UPLOAD_PATH = re.compile(r"^/v2/(.+)/blobs/uploads/")
+REPO_PATH = re.compile(r"^/v2/(.+?)/(?:blobs|manifests|tags|referrers)/")
 CHUNK = 64 * 1024
+UPSTREAM_TIMEOUT = 60
+LINGER = 3  # seconds to drain a client's unread body after an early answer
+
+
+class UpstreamAnswered(Exception):
+    """The upstream socket became readable while the request body was still being sent."""
+
+
+class ClientGone(Exception):
+    """The client's request body ended early or its connection broke."""
 
 
 def digest_and_count(spec):
@@ -81,6 +120,8 @@ class State:
         self.lock = threading.Lock()
         self.burst_left = args.status_burst[1] if args.status_burst else 0
         self.seen = set()  # digests GET before (for the first-request-only faults)
+        self.drop_left = 1 if args.drop_upload_after is not None else 0
+        self.challenge = None  # the upstream's Bearer challenge (realm, service), for 401s
         self.log_lock = threading.Lock()
         self.log = open(args.log, "a", buffering=1) if args.log else sys.stdout
 
@@ -95,6 +136,13 @@ class State:
         with self.lock:
             if self.burst_left > 0 and only in (None, digest):
                 self.burst_left -= 1
+                return True
+            return False
+
+    def take_drop(self):
+        with self.lock:
+            if self.drop_left > 0:
+                self.drop_left -= 1
                 return True
             return False
 
@@ -117,6 +165,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.sent = 0
         self.fault = None
         self.status = 0
+        self.up = None  # request body bytes forwarded, for requests with a body
+        self.note = None
         try:
             self.forward(st)
         finally:
@@ -127,25 +177,215 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.status,
                 self.sent,
             )
+            if self.up is not None:
+                line += " up=%d" % self.up
+            if self.headers.get("Content-Range"):
+                line += " crange=" + self.headers.get("Content-Range").replace(" ", "")
+            if self.note:
+                line += " note=" + self.note
             if self.fault:
                 line += " fault=" + self.fault
             st.write_log(line)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_request
 
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+    def has_body(self):
+        return self.chunked() or self.headers.get("Content-Length") is not None
+
+    def chunked(self):
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def body_pieces(self):
+        """The request body as it came: ("frame", bytes) for chunked framing, ("data", bytes)
+        for body bytes, at most CHUNK at a time. Raises ClientGone if it ends early."""
+        rf = self.rfile
+
+        def data(n):
+            while n > 0:
+                b = rf.read1(min(CHUNK, n))
+                if not b:
+                    raise ClientGone("client body ended early")
+                n -= len(b)
+                yield ("data", b)
+
+        if self.chunked():
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                line = rf.readline(1024)
+                if not line.endswith(b"\n"):
+                    raise ClientGone("bad chunk size line")
+                size = int(line.split(b";")[0].strip(), 16)
+                yield ("frame", line)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length", "0") or 0)
-        return self.rfile.read(n) if n else None
+                    while True:  # trailers, then the empty line
+                        t = rf.readline(8192)
+                        if not t:
+                            raise ClientGone("client body ended in the trailers")
+                        yield ("frame", t)
+                        if t in (b"\r\n", b"\n"):
+                            return
+                yield from data(size)
+                crlf = rf.readline(16)
+                if crlf not in (b"\r\n", b"\n"):
+                    raise ClientGone("bad chunk end")
+                yield ("frame", crlf)
+        else:
+            yield from data(int(self.headers.get("Content-Length", "0").strip() or 0))
+
+    def drain_body(self):
+        """Read and drop the request body (the request is answered without the upstream)."""
+        try:
+            for _ in self.body_pieces():
+                pass
+        except (ClientGone, OSError, ValueError):
+            self.close_connection = True
+
+    def abort_client(self):
+        """Close the client connection with a TCP reset (SO_LINGER 0)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            # rfile holds a reference to the socket; close it first so that close() closes
+            self.rfile.close()
+            self.connection.close()
+        except OSError:
+            pass
+
+    def linger_client(self):
+        """After an answer given before the whole body was read: end our side, then read
+        (and drop) what the client still sends for a while, so that closing does not reset
+        the connection under the answer."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER
+            while time.monotonic() < deadline:
+                self.connection.settimeout(max(0.05, deadline - time.monotonic()))
+                if not self.rfile.read1(CHUNK):
+                    break
+        except OSError:
+            pass
+
+    def token_expired(self):
+        """Whether the request carries a Bearer JWT whose exp has passed."""
+        authz = self.headers.get("Authorization", "")
+        if not authz.lower().startswith("bearer "):
+            return False
+        parts = authz[7:].strip().split(".")
+        if len(parts) != 3:
+            return False
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+            return time.time() >= float(claims["exp"])
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    def upstream_challenge(self, st):
+        """The upstream's WWW-Authenticate for GET /v2/ without credentials (cached)."""
+        with st.lock:
+            if st.challenge is not None:
+                return st.challenge
+        up = urllib.parse.urlsplit(st.args.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port or 80, timeout=UPSTREAM_TIMEOUT)
+        try:
+            conn.request("GET", "/v2/")
+            resp = conn.getresponse()
+            resp.read()
+            chal = resp.getheader("WWW-Authenticate") or ""
+        except OSError:
+            chal = ""
+        finally:
+            conn.close()
+        if chal:
+            with st.lock:
+                st.challenge = chal
+        return chal
+
+    def refuse_expired(self, st):
+        """401 for an expired token, the registry's way, without reading the body."""
+        chal = self.upstream_challenge(st)
+        m = REPO_PATH.match(urllib.parse.urlsplit(self.path).path)
+        if chal and m:
+            # as distribution's appendAccessRecords has it
+            actions = {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}.get(self.command,
+                                                                              "pull,push")
+            chal += ',scope="repository:%s:%s"' % (m.group(1), actions)
+        extra = [("WWW-Authenticate", chal)] if chal else []
+        if self.has_body():
+            extra.append(("Connection", "close"))
+            self.close_connection = True
+        self.fault = "expired-token"
+        self.send_plain(401, '{"errors":[{"code":"UNAUTHORIZED","message":"authentication '
+                        'required","detail":"faultproxy: token expired"}]}', extra)
+        if self.has_body():
+            self.linger_client()
+
+    @staticmethod
+    def send_up(sock, data):
+        """Send all of data on the non-blocking socket; raise UpstreamAnswered as soon as
+        the upstream has something to say (an early answer, or it closed)."""
+        view = memoryview(data)
+        off = 0
+        while off < len(view):
+            r, w, _ = select.select([sock], [sock], [], UPSTREAM_TIMEOUT)
+            if r:
+                raise UpstreamAnswered()
+            if not w:
+                raise socket.timeout("upstream send timed out")
+            try:
+                off += sock.send(view[off:])
+            except BlockingIOError:
+                pass
+
+    def send_body(self, st, sock, upload):
+        """Stream the request body to the upstream socket. Returns "done", "early" (the
+        upstream answered first), "dropped" (--drop-upload-after fired) or "error"."""
+        args = st.args
+        rate = args.rate_up if upload else 0
+        cut = args.drop_upload_after if upload and st.drop_left > 0 else None
+        self.up = 0
+        t0 = None
+        sock.setblocking(False)
+        try:
+            for kind, b in self.body_pieces():
+                if kind == "frame":
+                    self.send_up(sock, b)
+                    continue
+                if t0 is None:
+                    t0 = time.monotonic()
+                if cut is not None and self.up + len(b) >= cut and st.take_drop():
+                    self.send_up(sock, b[:cut - self.up])
+                    self.up += len(b[:cut - self.up])
+                    self.fault = "drop@%d" % self.up
+                    return "dropped"
+                self.send_up(sock, b)
+                self.up += len(b)
+                if rate > 0:
+                    ahead = self.up / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+            return "done"
+        except UpstreamAnswered:
+            pass
+        except ClientGone as e:
+            self.note = "client-error:" + str(e).replace(" ", "-")
+            return "error"
+        except (OSError, ValueError) as e:
+            # the upstream broke (or the client did: then peeking below finds nothing either)
+            self.note = "upstream-error:" + type(e).__name__
+        # something to read from the upstream before the body was all sent: an answer, or
+        # the end of the connection
+        try:
+            if sock.recv(1, socket.MSG_PEEK):
+                self.note = "early-response"
+                return "early"
+        except OSError as e:
+            self.note = "upstream-error:" + type(e).__name__
+            return "error"
+        if self.note is None:
+            self.note = "upstream-error:closed"
+        return "error"
 
     def send_plain(self, code, body, extra=()):
         data = body.encode()
@@ -166,6 +406,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = BLOB_PATH.match(path_only) if self.command == "GET" else None
         digest = m.group(2) if m else None
 
+        if args.expire_tokens and self.token_expired():
+            self.refuse_expired(st)
+            return
+
         if digest and st.take_burst(digest):
             code = args.status_burst[0]
             self.fault = "status"
@@ -175,26 +419,56 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
 
         first = st.first_get(digest) if digest else False  # among those forwarded
-        body = self.read_body()
+        upload = self.command in ("PUT", "PATCH") and UPLOAD_PATH.match(path_only) is not None
+        has_body = self.has_body()
         up = urllib.parse.urlsplit(args.upstream)
-        conn = http.client.HTTPConnection(up.hostname, up.port or 80, timeout=60)
+        conn = http.client.HTTPConnection(up.hostname, up.port or 80, timeout=UPSTREAM_TIMEOUT)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for k, v in self.headers.items():
-                if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
+                # Expect: 100-continue was answered here already (BaseHTTPRequestHandler)
+                if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "expect"):
                     conn.putheader(k, v)
-            if body is not None:
-                conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
-            resp = conn.getresponse()
+            if self.chunked():
+                conn.putheader("Transfer-Encoding", "chunked")
+            elif has_body:
+                conn.putheader("Content-Length", self.headers.get("Content-Length").strip())
+            conn.endheaders()
         except OSError as e:
             conn.close()
+            if has_body:
+                self.drain_body()
             self.send_plain(502, '{"errors":[{"code":"UNAVAILABLE","message":"upstream: %s"}]}'
                             % str(e).replace('"', "'"))
             return
 
+        outcome = "done"
         try:
+            if has_body:
+                outcome = self.send_body(st, conn.sock, upload)
+                if outcome in ("dropped", "error"):
+                    # a registry that died mid-upload: both connections end abruptly
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                         struct.pack("ii", 1, 0))
+                    conn.close()
+                    self.abort_client()
+                    return
+                conn.sock.settimeout(UPSTREAM_TIMEOUT)
+            try:
+                resp = conn.getresponse()
+            except OSError as e:
+                if outcome == "early":
+                    self.note = "upstream-error:" + type(e).__name__
+                    self.abort_client()
+                    return
+                self.send_plain(502, '{"errors":[{"code":"UNAVAILABLE","message":"upstream: %s"}]}'
+                                % str(e).replace('"', "'"))
+                return
+            if outcome == "early":
+                self.close_connection = True  # the rest of the body is never read
             self.relay(st, resp, digest, first)
+            if outcome == "early":
+                self.linger_client()
         finally:
             conn.close()
 
@@ -208,8 +482,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         has_body = self.command != "HEAD" and resp.status not in (204, 304) and \
             not 100 <= resp.status < 200
         if has_body and length is None:
-            self.send_header("Connection", "close")  # end of body = end of connection
-            self.close_connection = True
+            self.close_connection = True  # end of body = end of connection
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.status = resp.status
         if not has_body:
@@ -280,6 +555,12 @@ def main():
     p.add_argument("--reset-blob", action="append", default=[], type=digest_and_count,
                    metavar="DIGEST:AFTER_BYTES")
     p.add_argument("--status-burst", type=code_and_count, metavar="CODE:COUNT[:DIGEST]")
+    p.add_argument("--rate-up", type=int, default=0,
+                   help="bytes/s per upload body (PUT/PATCH .../blobs/uploads/...)")
+    p.add_argument("--drop-upload-after", type=int, metavar="BYTES",
+                   help="once: abort both connections after BYTES of an upload body")
+    p.add_argument("--expire-tokens", action="store_true",
+                   help="401 for Bearer tokens past their exp (no leeway)")
     args = p.parse_args()
     if not args.upstream.startswith("http://"):
         p.error("--upstream must be http://HOST:PORT")
