@@ -106,3 +106,16 @@ assert_exit 3 "a missing image exits 3" -- env DOCKER_HOST="$a_DOCKER_HOST" "$cs
 assert_exit 2 "a digest REF is a usage error" -- "$cs" push docker:app:built "$R/team/app@sha256:$(printf '0%.0s' {1..64})"
 assert_exit 2 "a bad --compression is a usage error" -- "$cs" push --compression lz4 docker:app:built "$REF"
 assert_exit 1 "the daemon down exits 1" -- env DOCKER_HOST=unix:///nonexistent.sock "$cs" push docker:app:built "$REF"
+
+# --- zstd: OCI media types, and a Docker 20.10 machine still gets it (transcoded on pull) ----
+assert_exit 0 "push --compression zstd" -- env DOCKER_HOST="$a_DOCKER_HOST" CACHESYNC_STORE="$WORK/store-z" \
+    "$cs" push --json --compression zstd docker:app:built "$R/zs/app:v1"
+curl -sf -H "$accept" "http://$R/v2/zs/app/manifests/v1" -o "$WORK/mz.json" || fail "zstd manifest"
+assert_eq "$(jq -r .mediaType "$WORK/mz.json")" application/vnd.oci.image.manifest.v1+json "a zstd push is an OCI manifest"
+assert_eq "$(jq -r '[.layers[].mediaType] | unique | join(",")' "$WORK/mz.json")" \
+    application/vnd.oci.image.layer.v1.tar+zstd "its layers are tar+zstd"
+assert_eq "$(jq -r .config.digest "$WORK/mz.json")" "$(docker_cli a image inspect -f '{{.Id}}' app:built)" \
+    "the zstd push keeps the config byte for byte"
+assert_exit 0 "pull the zstd image into Docker 20.10" -- env DOCKER_HOST="$b_DOCKER_HOST" \
+    CACHESYNC_STORE="$WORK/store-bz" "$cs" pull "$R/zs/app:v1"
+assert_eq "$(docker_cli b run --rm --network=none "$R/zs/app:v1" cat /app.bin)" v3 "the zstd image runs on B"
