@@ -14,6 +14,7 @@
 #include <cachesync/buf.h>
 #include "archive.h"
 #include "error_int.h"
+#include "fsutil.h"
 #include "tar.h"
 
 /* write_file's buffer: large reads and writes keep syscalls off the profile */
@@ -355,23 +356,6 @@ out:
     return (long)done;
 }
 
-static int
-write_all(int fd, const char *p, size_t n, const char *path, cs_error **err)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return csi_error_errno(err, errno, "write %s", path);
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Make the rename durable; the data itself is already synced, so failure here is not
  * worth failing the write for. */
 static void
@@ -432,7 +416,7 @@ csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
         }
         if (n == 0)
             break;
-        ret = write_all(fd, buf, (size_t)n, tmp, err);
+        ret = csi_fs_write_all(fd, buf, (size_t)n, tmp, err);
         if (ret < 0)
             goto out;
     }

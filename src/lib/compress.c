@@ -16,6 +16,7 @@
 
 #include "compress.h"
 #include "error_int.h"
+#include "fsutil.h"
 
 /* Output buffer of a (de)compressor, and the read buffer of csi_decompress_file. */
 #define OUT_BUF (128 * 1024)
@@ -316,23 +317,6 @@ out:
 
 /* ---- decompress a file ----------------------------------------------------------------- */
 
-static int
-write_all(int fd, const char *p, size_t n, const char *path, cs_error **err)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return csi_error_errno(err, errno, "write %s", path);
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 struct file_sink {
     int fd;
     const char *path;
@@ -345,7 +329,7 @@ file_sink_write(void *payload, const char *data, size_t len, cs_error **err)
     struct file_sink *fs = payload;
 
     cs_hasher_update(fs->hasher, data, len);
-    return write_all(fs->fd, data, len, fs->path, err);
+    return csi_fs_write_all(fs->fd, data, len, fs->path, err);
 }
 
 int

@@ -61,9 +61,10 @@ fsync_parent(const char *path)
     free(dir);
 }
 
-static int
-write_all(int fd, const char *data, size_t len, const char *name, cs_error **err)
+int
+csi_fs_write_all(int fd, const void *vdata, size_t len, const char *name, cs_error **err)
 {
+    const char *data = vdata;
     size_t done = 0;
 
     while (done < len) {
@@ -94,7 +95,7 @@ atomic_from(const char *path, const void *data, size_t len, int src_fd, cs_error
         return ret;
     }
     if (data != NULL || src_fd < 0) {
-        ret = write_all(fd, data, len, tmp, err);
+        ret = csi_fs_write_all(fd, data, len, tmp, err);
     } else {
         buf = malloc(1 << 20);
         if (buf == NULL)
@@ -110,7 +111,7 @@ atomic_from(const char *path, const void *data, size_t len, int src_fd, cs_error
             }
             if (r == 0)
                 break;
-            ret = write_all(fd, buf, (size_t)r, tmp, err);
+            ret = csi_fs_write_all(fd, buf, (size_t)r, tmp, err);
         }
     }
     if (ret == 0 && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))

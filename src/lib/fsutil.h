@@ -12,6 +12,8 @@ int csi_fs_write_atomic(const char *path, const void *data, size_t len, cs_error
 /* Make DST hold the same bytes as SRC: a hard link when both are on one file system, else an
  * atomic copy. An existing DST is left as it is. */
 int csi_fs_link_or_copy(const char *src, const char *dst, cs_error **err);
+/* write(2) all of DATA to FD (NAME names it in errors), retrying short writes and EINTR. */
+int csi_fs_write_all(int fd, const void *data, size_t len, const char *name, cs_error **err);
 /* fsync a directory, so a rename in it is durable; errors are ignored (best effort). */
 void csi_fs_fsync_dir(const char *dir);
 /* Read a whole file of at most MAX bytes; CS_ENOTFOUND when absent. */

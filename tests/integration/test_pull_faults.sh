@@ -9,46 +9,7 @@
 cs_need jq curl sha256sum
 
 cs=$CACHESYNC
-FP_SCRIPT=$CS_SRCDIR/tests/integration/faultproxy.py
-FP_PY=/usr/bin/python3 # not a pyenv shim: those take 0.3 s to start
-[[ -x $FP_PY ]] || FP_PY=$(command -v python3) || skip "python3 not installed"
-[[ -f $FP_SCRIPT ]] || fail "$FP_SCRIPT missing"
-
-# ---- fault proxies: started here, stopped by pid (at exit too, before lib.sh's cleanup) ----
-FP_PIDS=()
-start_proxy() { # NAME PROXY-ARGS... -> NAME_PORT NAME_REG NAME_LOG NAME_PID
-    local name=$1 pid port="" i
-    shift
-    : >"$WORK/$name.out" # before the child's redirection does it, for the sed below
-    "$FP_PY" "$FP_SCRIPT" --listen-port 0 --upstream "$reg_REG_URL" --log "$WORK/$name.log" \
-        "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    pid=$!
-    FP_PIDS+=("$pid")
-    for ((i = 0; i < 200; i++)); do
-        port=$(sed -n 's/^PORT=//p' "$WORK/$name.out")
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || fail "faultproxy $name died: $(cat "$WORK/$name.err")"
-        sleep 0.05
-    done
-    [[ -n $port ]] || fail "faultproxy $name printed no port"
-    eval "${name}_PORT=$port ${name}_REG=127.0.0.1:$port ${name}_PID=$pid"
-    eval "${name}_LOG=\$WORK/$name.log"
-}
-stop_proxy() { # NAME
-    local v=${1}_PID
-    kill "${!v}" 2>/dev/null || true
-    wait "${!v}" 2>/dev/null || true
-}
-fp_on_exit() {
-    local rc=$? pid
-    set +e
-    for pid in "${FP_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    (exit "$rc")
-    cs_on_exit
-}
-trap fp_on_exit EXIT
+. "$CS_SRCDIR/tests/integration/faultproxy.sh"
 
 # Sum of the body bytes a proxy sent for DIGEST's GETs, and the Range headers it saw.
 blob_bytes() { # LOG DIGEST
@@ -86,7 +47,7 @@ pass "machine A pushed $REPO:v1 with a $big_size-byte layer ${big:0:19}"
 
 # ---- 1. kill -9 in the middle of the large layer, then resume ----------------------------------
 S=$WORK/store-kill
-start_proxy slow --rate $((8 * 1024 * 1024))
+start_proxy slow "$reg_REG_URL" --rate $((8 * 1024 * 1024))
 "$cs" --store "$S" pull --to store "$slow_REG/$REPO:v1" >"$WORK/kill.out" 2>"$WORK/kill.err" &
 cs_pid=$!
 part=$S/partial/$big_hex
@@ -105,7 +66,7 @@ pass "kill -9 left a $part_size-byte partial of the large layer"
 [[ ! -e $S/blobs/sha256/$big_hex ]] || fail "the killed download is in blobs/ already"
 pass "the killed download is not in blobs/sha256"
 
-start_proxy fast
+start_proxy fast "$reg_REG_URL"
 assert_exit 0 "the pull after kill -9 completes" -- \
     "$cs" --store "$S" --json pull --to store "$fast_REG/$REPO:v1"
 cp "$WORK/out" "$WORK/resume.json"
@@ -131,7 +92,7 @@ stop_proxy fast
 cut=$((16 * 1024 * 1024))
 for fault in reset truncate; do
     S=$WORK/store-$fault
-    start_proxy "p$fault" "--$fault-blob" "$big:$cut"
+    start_proxy "p$fault" "$reg_REG_URL" "--$fault-blob" "$big:$cut"
     preg=p${fault}_REG log=p${fault}_LOG
     assert_exit 0 "a $fault mid-blob: the pull completes in one run" -- \
         "$cs" --store "$S" pull --to store "${!preg}/$REPO:v1"
@@ -148,7 +109,7 @@ done
 # ---- 3. a corrupted layer: exit 5, nothing kept, nothing loaded ----------------------------------
 start_dockerd b
 S=$WORK/store-corrupt
-start_proxy bad --corrupt-blob "$big"
+start_proxy bad "$reg_REG_URL" --corrupt-blob "$big"
 BADREF=$bad_REG/$REPO:v1
 assert_exit 5 "a corrupted layer fails with exit 5 (integrity)" -- \
     env DOCKER_HOST="$b_DOCKER_HOST" "$cs" --store "$S" pull --to docker "$BADREF"
@@ -173,7 +134,7 @@ for burst in 503:3 "503:3:$big"; do
     S=$WORK/store-503-${#burst}
     what="503:3 on the first blob GETs"
     [[ $burst == *:sha256:* ]] && what="503:3 on the large layer"
-    start_proxy busy --status-burst "$burst"
+    start_proxy busy "$reg_REG_URL" --status-burst "$burst"
     assert_exit 0 "$what: the pull completes after retries" -- \
         "$cs" --store "$S" pull --to store "$busy_REG/$REPO:v1"
     assert_eq "$(grep -c ' status=503 .*fault=status' "$busy_LOG")" 3 "the proxy answered 503 three times"

@@ -14,47 +14,8 @@
 cs_need jq curl sha256sum
 
 cs=$CACHESYNC
-FP_SCRIPT=$CS_SRCDIR/tests/integration/faultproxy.py
-FP_PY=/usr/bin/python3 # not a pyenv shim: those take 0.3 s to start
-[[ -x $FP_PY ]] || FP_PY=$(command -v python3) || skip "python3 not installed"
-[[ -f $FP_SCRIPT ]] || fail "$FP_SCRIPT missing"
+. "$CS_SRCDIR/tests/integration/faultproxy.sh"
 MiB=$((1024 * 1024))
-
-# ---- fault proxies: started here, stopped by pid (at exit too, before lib.sh's cleanup) ----
-FP_PIDS=()
-start_proxy() { # NAME UPSTREAM_URL PROXY-ARGS... -> NAME_PORT NAME_REG NAME_LOG NAME_PID
-    local name=$1 upstream=$2 pid port="" i
-    shift 2
-    : >"$WORK/$name.out" # before the child's redirection does it, for the sed below
-    "$FP_PY" "$FP_SCRIPT" --listen-port 0 --upstream "$upstream" --log "$WORK/$name.log" \
-        "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    pid=$!
-    FP_PIDS+=("$pid")
-    for ((i = 0; i < 200; i++)); do
-        port=$(sed -n 's/^PORT=//p' "$WORK/$name.out")
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || fail "faultproxy $name died: $(cat "$WORK/$name.err")"
-        sleep 0.05
-    done
-    [[ -n $port ]] || fail "faultproxy $name printed no port"
-    eval "${name}_PORT=$port ${name}_REG=127.0.0.1:$port ${name}_PID=$pid"
-    eval "${name}_LOG=\$WORK/$name.log"
-}
-stop_proxy() { # NAME
-    local v=${1}_PID
-    kill "${!v}" 2>/dev/null || true
-    wait "${!v}" 2>/dev/null || true
-}
-fp_on_exit() {
-    local rc=$? pid
-    set +e
-    for pid in "${FP_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    (exit "$rc")
-    cs_on_exit
-}
-trap fp_on_exit EXIT
 
 t_start=$SECONDS
 took() { printf '# %s: %s s\n' "$1" $((SECONDS - t_start)); }
