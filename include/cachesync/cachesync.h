@@ -16,5 +16,6 @@
 #include <cachesync/source.h>
 #include <cachesync/push.h>
 #include <cachesync/doctor.h>
+#include <cachesync/cachegraph.h>
 
 #endif
