@@ -17,5 +17,6 @@
 #include <cachesync/push.h>
 #include <cachesync/doctor.h>
 #include <cachesync/cachegraph.h>
+#include <cachesync/audit.h>
 
 #endif

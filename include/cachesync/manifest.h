@@ -119,6 +119,7 @@ typedef struct cs_image_config {
     size_t nhistory;
     bool has_inline_cache;     /* "moby.buildkit.cache.v0" present */
     size_t inline_cache_bytes; /* length of its (base64) value */
+    char *inline_cache;        /* that value, NUL-terminated, or NULL */
 } cs_image_config;
 
 /** Parse an image config (OCI or Docker). */

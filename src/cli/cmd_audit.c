@@ -58,24 +58,6 @@ layer_kind(const char *mt)
     return mt;
 }
 
-/* The Dockerfile step of each layer: history entries that made a layer, in order
- * (image-spec config.md: empty_layer entries have no diff_id). NULL where unknown. */
-static const char **
-layer_steps(const cs_image *img)
-{
-    const cs_image_config *c = img->config_parsed;
-    size_t nl = img->parsed->nlayers, i, k = 0;
-    const char **steps = calloc(nl ? nl : 1, sizeof(*steps));
-
-    if (steps == NULL || c == NULL)
-        return steps;
-    for (i = 0; i < c->nhistory && k < nl; i++) {
-        if (!c->history[i].empty_layer)
-            steps[k++] = c->history[i].created_by;
-    }
-    return steps;
-}
-
 /* A history entry as a Dockerfile line, for display: BuildKit writes
  * "RUN |1 ARG=v /bin/sh -c cmd # buildkit", the classic builder "/bin/sh -c #(nop) ENV x". */
 static void
@@ -102,55 +84,70 @@ step_display(char *out, size_t size, const char *step)
     }
 }
 
+static json_t *
+json_strings(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
 static int
-print_json(const cs_reference *ref, const cs_image *img)
+print_json(const cs_reference *ref, const cs_image *img, const cs_audit *au)
 {
     const cs_image_config *c = img->config_parsed;
-    const char **steps = layer_steps(img);
-    json_t *o, *layers;
+    json_t *o, *layers = json_array(), *cache;
     char *refs = cs_reference_to_string(ref, 0), *plat = cs_platform_to_string(&c->platform);
     long long total = 0;
     size_t i;
 
-    layers = json_array();
-    for (i = 0; i < img->parsed->nlayers; i++) {
-        const cs_descriptor *d = &img->parsed->layers[i];
+    for (i = 0; i < au->nlayers; i++) {
+        const cs_audit_layer *l = &au->layers[i];
 
-        total += d->size;
-        json_array_append_new(layers, json_pack("{s:i,s:s,s:I,s:s,s:s?,s:s?}", "index", (int)i,
-                                                "digest", d->digest, "size", (json_int_t)d->size,
-                                                "media_type", d->media_type, "diff_id",
-                                                i < c->ndiff_ids ? c->diff_ids[i] : NULL,
-                                                "created_by", steps ? steps[i] : NULL));
+        total += l->size;
+        json_array_append_new(
+            layers, json_pack("{s:i,s:s,s:I,s:s,s:s?,s:s?,s:b}", "index", (int)i, "digest",
+                              l->digest, "size", (json_int_t)l->size, "media_type", l->media_type,
+                              "diff_id", l->diff_id, "created_by", l->step, "covered",
+                              l->covered));
     }
-    o = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o}", "reference", refs ? refs : "",
-        "digest", img->top_digest, "media_type", img->top_media_type ? img->top_media_type : "",
-        "manifest_digest", img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
-        img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size, "inline_cache",
-        c->has_inline_cache, "inline_cache_bytes", (json_int_t)c->inline_cache_bytes, "layer_count",
-        (int)img->parsed->nlayers, "layers_size", (json_int_t)total, "layers", layers);
+    cache = json_pack("{s:b,s:i,s:I,s:i,s:I,s:i}", "inline", au->has_cache, "records",
+                      (int)au->records, "metadata_bytes", (json_int_t)au->metadata_bytes,
+                      "layers_covered", (int)au->layers_covered, "bytes_covered",
+                      (json_int_t)au->bytes_covered, "base_layers", (int)au->base_layers);
+    if (au->first_uncovered_set)
+        json_object_set_new(cache, "first_uncovered", json_integer((json_int_t)au->first_uncovered));
+    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o,s:o,s:o,s:s?}",
+                  "reference", refs ? refs : "", "digest", img->top_digest, "media_type",
+                  img->top_media_type ? img->top_media_type : "", "manifest_digest",
+                  img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
+                  img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size,
+                  "inline_cache", c->has_inline_cache, "inline_cache_bytes",
+                  (json_int_t)c->inline_cache_bytes, "layer_count", (int)img->parsed->nlayers,
+                  "layers_size", (json_int_t)total, "layers", layers, "cache", cache,
+                  "warnings", json_strings(au->warnings, au->nwarnings), "fix", au->fix);
     if (o != NULL)
         cli_print_json(o);
     json_decref(o);
     free(refs);
     free(plat);
-    free(steps);
     return CLI_EXIT_OK;
 }
 
 static int
-print_table(const cs_reference *ref, const cs_image *img)
+print_table(const cs_reference *ref, const cs_image *img, const cs_audit *au)
 {
     const cs_image_config *c = img->config_parsed;
-    const char **steps = layer_steps(img);
     char *refs = cs_reference_to_string(ref, 0), *plat = cs_platform_to_string(&c->platform);
-    char sz[32], step[160];
+    char sz[32], sz2[32], step[160];
     long long total = 0;
     size_t i;
 
-    for (i = 0; i < img->parsed->nlayers; i++)
-        total += img->parsed->layers[i].size;
+    for (i = 0; i < au->nlayers; i++)
+        total += au->layers[i].size;
     printf("reference  %s\n", refs ? refs : "?");
     printf("digest     %s (%s)\n", img->top_digest,
            img->top_media_type ? img->top_media_type : "?");
@@ -159,27 +156,32 @@ print_table(const cs_reference *ref, const cs_image *img)
     printf("platform   %s\n", plat ? plat : "?");
     printf("config     %s (%s)\n", img->parsed->config.digest,
            cli_human_size(sz, sizeof(sz), img->parsed->config.size));
-    if (c->has_inline_cache)
-        printf("cache      inline cache metadata present (moby.buildkit.cache.v0, %s)\n",
-               cli_human_size(sz, sizeof(sz), (long long)c->inline_cache_bytes));
+    if (au->has_cache)
+        printf("cache      inline cache metadata present (moby.buildkit.cache.v0, %s, %zu "
+               "records)\n",
+               cli_human_size(sz, sizeof(sz), (long long)au->metadata_bytes), au->records);
     else
         printf("cache      no inline cache (build with --build-arg BUILDKIT_INLINE_CACHE=1)\n");
-    printf("layers     %zu, %s compressed\n\n", img->parsed->nlayers,
-           cli_human_size(sz, sizeof(sz), total));
-    printf("%3s  %-9s  %-5s  %-19s  %s\n", "#", "SIZE", "TYPE", "DIGEST", "STEP");
-    for (i = 0; i < img->parsed->nlayers; i++) {
-        const cs_descriptor *d = &img->parsed->layers[i];
+    printf("layers     %zu, %s compressed\n\n", au->nlayers, cli_human_size(sz, sizeof(sz), total));
+    printf("%3s  %-9s  %-5s  %-19s  %-6s %s\n", "#", "SIZE", "TYPE", "DIGEST", "CACHE", "STEP");
+    for (i = 0; i < au->nlayers; i++) {
+        const cs_audit_layer *l = &au->layers[i];
+        const char *cov = !au->has_cache ? "-" : l->covered ? "yes" : i < au->base_layers ? "base" : "NO";
 
-        step_display(step, sizeof(step), steps ? steps[i] : NULL);
-        printf("%3zu  %-9s  %-5s  %-19.19s  %s\n", i, cli_human_size(sz, sizeof(sz), d->size),
-               layer_kind(d->media_type), d->digest, step);
+        step_display(step, sizeof(step), l->step);
+        printf("%3zu  %-9s  %-5s  %-19.19s  %-6s %s\n", i, cli_human_size(sz, sizeof(sz), l->size),
+               layer_kind(l->media_type), l->digest, cov, step);
     }
-    if (c->ndiff_ids != img->parsed->nlayers)
-        cli_warnf("the manifest has %zu layers but the config lists %zu diff_ids",
-                  img->parsed->nlayers, c->ndiff_ids);
+    if (au->has_cache)
+        printf("\ncovered    %zu of %zu layers (%s of %s)\n", au->layers_covered, au->nlayers,
+               cli_human_size(sz, sizeof(sz), (long long)au->bytes_covered),
+               cli_human_size(sz2, sizeof(sz2), total));
+    for (i = 0; i < au->nwarnings; i++)
+        printf("warning: %s\n", au->warnings[i]);
+    if (au->fix != NULL)
+        printf("fix: %s\n", au->fix);
     free(refs);
     free(plat);
-    free(steps);
     return CLI_EXIT_OK;
 }
 
@@ -195,6 +197,7 @@ cmd_audit(int argc, char **argv)
     cs_reference *ref = NULL;
     cs_registry *reg = NULL;
     cs_image *img = NULL;
+    cs_audit *au = NULL;
     cs_error *err = NULL;
     int r;
 
@@ -229,12 +232,19 @@ cmd_audit(int argc, char **argv)
     } else if (o.raw == RAW_CONFIG) {
         fwrite(img->config.ptr, 1, img->config.len, stdout);
         r = CLI_EXIT_OK;
-    } else if (o.format == FMT_JSON) {
-        r = print_json(ref, img);
     } else {
-        r = print_table(ref, img);
+        char *refs = cs_reference_to_string(ref, 0);
+
+        if (refs == NULL || cs_audit_image(&au, img, refs, &err) < 0) {
+            free(refs);
+            r = cli_fail(err);
+            goto out;
+        }
+        free(refs);
+        r = o.format == FMT_JSON ? print_json(ref, img, au) : print_table(ref, img, au);
     }
 out:
+    cs_audit_free(au);
     cs_image_free(img);
     cs_registry_free(reg);
     cs_reference_free(ref);

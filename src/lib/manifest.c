@@ -349,6 +349,7 @@ cs_image_config_free(cs_image_config *c)
     if (c == NULL)
         return;
     cs_platform_dispose(&c->platform);
+    free(c->inline_cache);
     for (i = 0; i < c->ndiff_ids; i++)
         free(c->diff_ids[i]);
     free(c->diff_ids);
@@ -460,6 +461,11 @@ cs_image_config_parse(cs_image_config **out, const char *data, size_t len, cs_er
     if (json_is_string(cache)) {
         c->has_inline_cache = true;
         c->inline_cache_bytes = json_string_length(cache);
+        c->inline_cache = strndup(json_string_value(cache), c->inline_cache_bytes);
+        if (c->inline_cache == NULL) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
     }
     *out = c;
     c = NULL;

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# cachesync audit: per-layer cache coverage of real BuildKit images; the warning for an image
+# built without inline cache; and BuildKit issue 1981 seen from the registry: a build made
+# with --cache-from straight from the registry keeps cache records only for the steps that
+# ran, so audit names the first uncovered step and the fix, while the same build made after
+# `cachesync pull` is fully covered.
+# shellcheck disable=SC2154 # NAME_* variables are set by start_registry/start_dockerd
+. "${CS_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+cs_need jq
+
+cs=$CACHESYNC
+start_registry reg
+start_dockerd a
+make_base_image a
+R=$reg_REG
+ctx=$WORK/ctx
+mkdir -p "$ctx/src"
+echo dep >"$ctx/deps.txt"
+echo v1 >"$ctx/src/main.txt"
+cat >"$ctx/Dockerfile" <<'DF'
+FROM localbase:1
+ARG FLAVOUR=plain
+COPY deps.txt /deps.txt
+RUN echo "$FLAVOUR" > /flavour && cat /deps.txt > /deps.out
+ENV MODE=release
+COPY src /src
+RUN cat /src/main.txt > /app.txt
+DF
+build_image a "$ctx" "$R/au/app:v1"
+docker_cli a push "$R/au/app:v1" >/dev/null 2>&1 || fail "push"
+
+# --- a complete cache ---------------------------------------------------------------------
+assert_exit 0 "audit of a BuildKit image" -- "$cs" audit "$R/au/app:v1"
+assert_contains "$WORK/out" '^  0  .* base ' "the base image's layer is marked base"
+for step in 'COPY deps.txt /deps.txt' 'RUN echo "\$FLAVOUR"' 'COPY src /src' 'RUN cat /src/main.txt'; do
+    assert_contains "$WORK/out" "  yes +$step" "covered: $step"
+done
+assert_contains "$WORK/out" '^covered +4 of 5 layers' "totals: 4 of 5 layers covered"
+assert_not_contains "$WORK/out" '^warning:' "no warning for a complete cache"
+assert_exit 0 "audit --json" -- "$cs" audit --json "$R/au/app:v1"
+assert_eq "$(jq -c '[.layers[].covered]' "$WORK/out")" '[false,true,true,true,true]' "JSON coverage per layer"
+assert_eq "$(jq -r '.cache.records > 0' "$WORK/out")" true "JSON counts records"
+assert_eq "$(jq -r '.warnings | length' "$WORK/out")" 0 "JSON has no warning"
+
+# --- no inline cache ------------------------------------------------------------------------
+DOCKER_BUILDKIT=1 docker_cli a build -q --network=none -t "$R/au/plain:v1" "$ctx" >/dev/null || fail "plain build"
+docker_cli a push "$R/au/plain:v1" >/dev/null 2>&1 || fail "push plain"
+assert_exit 0 "audit of an image without inline cache" -- "$cs" audit "$R/au/plain:v1"
+assert_contains "$WORK/out" '^warning: no inline cache: .*BUILDKIT_INLINE_CACHE=1' "the missing inline cache is a warning"
+
+# --- BuildKit issue 1981: --cache-from straight from the registry, no pull -----------------
+start_dockerd b
+docker_cli a save localbase:1 | docker_cli b load >/dev/null
+echo v2 >"$ctx/src/main.txt"
+build_image b "$ctx" "$R/au/app:v2" --cache-from "$R/au/app:v1"
+assert_cached "$BUILD_LOG" 'COPY deps.txt /deps.txt' "B's build used the registry's cache"
+docker_cli b push "$R/au/app:v2" >/dev/null 2>&1 || fail "push v2"
+assert_exit 0 "audit of the build made without a pull" -- "$cs" audit --json "$R/au/app:v2"
+cp "$WORK/out" "$WORK/v2.json"
+assert_eq "$(jq -r '.layers[1].covered' "$WORK/v2.json")" false "the reused COPY deps layer has no cache record"
+assert_eq "$(jq -r '.cache.first_uncovered' "$WORK/v2.json")" 1 "the first uncovered layer is 1"
+assert_contains "$WORK/v2.json" 'have no cache record, first layer 1 \(COPY deps.txt /deps.txt' \
+    "the warning names the first uncovered step"
+assert_eq "$(jq -r .fix "$WORK/v2.json")" "cachesync pull $R/au/app:v2 before docker build --cache-from $R/au/app:v2" \
+    "the fix is cachesync pull"
+
+# --- the same build after cachesync pull keeps the whole cache --------------------------------
+start_dockerd c
+docker_cli a save localbase:1 | docker_cli c load >/dev/null
+assert_exit 0 "cachesync pull on C" -- env DOCKER_HOST="$c_DOCKER_HOST" CACHESYNC_STORE="$WORK/store-c" \
+    "$cs" pull "$R/au/app:v1"
+build_image c "$ctx" "$R/au/app:v3" --cache-from "$R/au/app:v1"
+docker_cli c push "$R/au/app:v3" >/dev/null 2>&1 || fail "push v3"
+assert_exit 0 "audit of the build made after a pull" -- "$cs" audit --json "$R/au/app:v3"
+assert_eq "$(jq -c '[.layers[].covered]' "$WORK/out")" '[false,true,true,true,true]' \
+    "after cachesync pull every step keeps its cache record"
+assert_eq "$(jq -r '.warnings | length' "$WORK/out")" 0 "and audit has nothing to warn about"
