@@ -45,6 +45,20 @@ typedef struct cs_audit {
 int cs_audit_image(cs_audit **out, const cs_image *img, const char *ref, cs_error **err);
 void cs_audit_free(cs_audit *a);
 
+/* What a build of OTHER could reuse on a machine seeded with BASE. */
+typedef struct cs_audit_compare {
+    size_t shared_by_digest;  /* layers of OTHER whose blob BASE also has */
+    size_t shared_by_diff_id; /* layers of OTHER whose content BASE also has */
+    size_t common_prefix;     /* leading layers with the same diff_id chain */
+    bool diverges;            /* OTHER has layers past the common prefix */
+    size_t first_divergence;  /* OTHER's layer index where they part */
+    const char *divergence_step; /* OTHER's step there (borrowed), or NULL */
+    size_t reusable;          /* leading layers of OTHER that BASE's cache restores */
+} cs_audit_compare;
+
+/** Compare two audited images: BASE (e.g. main) and OTHER (e.g. a branch). */
+void cs_audit_against(cs_audit_compare *out, const cs_audit *base, const cs_audit *other);
+
 #ifdef __cplusplus
 }
 #endif

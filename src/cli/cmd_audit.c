@@ -9,11 +9,12 @@
 #include "cmd.h"
 
 enum { RAW_NONE, RAW_MANIFEST, RAW_CONFIG };
-enum { FMT_TABLE, FMT_JSON };
+enum { FMT_TABLE, FMT_JSON, FMT_DOT };
 
 typedef struct audit_opts {
     int raw;
     int format;
+    const char *against;
 } audit_opts;
 
 static int
@@ -35,8 +36,13 @@ audit_option(int c, const char *arg, void *payload)
             o->format = FMT_TABLE;
         else if (strcmp(arg, "json") == 0)
             o->format = FMT_JSON;
+        else if (strcmp(arg, "dot") == 0)
+            o->format = FMT_DOT;
         else
-            return cli_usage("audit", "--format takes table or json, not \"%s\"", arg);
+            return cli_usage("audit", "--format takes table, json or dot, not \"%s\"", arg);
+        return 0;
+    case 'a':
+        o->against = arg;
         return 0;
     default:
         return cli_usage("audit", "unexpected option");
@@ -185,13 +191,131 @@ print_table(const cs_reference *ref, const cs_image *img, const cs_audit *au)
     return CLI_EXIT_OK;
 }
 
+/* A DOT string literal body: quotes and backslashes escaped, newlines as \n. */
+static void
+dot_str(const char *s)
+{
+    for (; s != NULL && *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        if (*s == '\n')
+            fputs("\\n", stdout);
+        else
+            putchar(*s);
+    }
+}
+
+/* Graphviz: records (ellipses) link to the records they depend on; a record's results point
+ * at the layer its chain ends at (boxes, labelled with the step that made them). */
+static int
+print_dot(const cs_audit *au)
+{
+    char step[160];
+    size_t i, j, k;
+
+    puts("digraph cache {\n  rankdir=LR;\n  node [fontsize=10];");
+    for (i = 0; i < au->nlayers; i++) {
+        step_display(step, sizeof(step), au->layers[i].step);
+        printf("  l%zu [shape=box, style=%s, label=\"layer %zu\\n", i,
+               au->layers[i].covered ? "solid" : "dashed", i);
+        dot_str(step);
+        puts("\"];");
+        if (i > 0)
+            printf("  l%zu -> l%zu [style=dotted, arrowhead=none];\n", i - 1, i);
+    }
+    for (i = 0; au->graph != NULL && i < cs_cachegraph_nrecords(au->graph); i++) {
+        const cs_cache_record *r = cs_cachegraph_record(au->graph, i);
+
+        printf("  r%zu [label=\"record %zu\\n%.19s\"%s];\n", i, i, r->digest,
+               r->dangling ? ", style=dashed" : "");
+        for (j = 0; j < r->ninputs; j++) {
+            for (k = 0; k < r->inputs[j].nlinks; k++) {
+                printf("  r%zu -> r%zu [label=\"input %zu", r->inputs[j].links[k].record, i, j);
+                if (r->inputs[j].links[k].selector != NULL) {
+                    fputs(" ", stdout);
+                    dot_str(r->inputs[j].links[k].selector);
+                }
+                puts("\"];");
+            }
+        }
+        for (j = 0; j < r->nresults; j++)
+            printf("  r%zu -> l%zu [color=blue, label=\"result\"];\n", i, r->results[j].layer);
+    }
+    puts("}");
+    return CLI_EXIT_OK;
+}
+
+static void
+print_against(const char *ref, const char *other, const cs_audit *b, const cs_audit *o,
+              bool json)
+{
+    cs_audit_compare c;
+    char step[160];
+
+    cs_audit_against(&c, b, o);
+    if (json) {
+        json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:i,s:b,s:i,s:s?}", "base", ref, "other", other,
+                              "shared_by_digest", (int)c.shared_by_digest, "shared_by_diff_id",
+                              (int)c.shared_by_diff_id, "common_prefix", (int)c.common_prefix,
+                              "diverges", c.diverges, "reusable", (int)c.reusable,
+                              "divergence_step", c.divergence_step);
+
+        if (c.diverges)
+            json_object_set_new(j, "first_divergence", json_integer((json_int_t)c.first_divergence));
+        cli_print_json(j);
+        json_decref(j);
+        return;
+    }
+    printf("base       %s (%zu layers)\nother      %s (%zu layers)\n", ref, b->nlayers, other,
+           o->nlayers);
+    printf("shared     %zu layers by digest, %zu by content (diff_id)\n", c.shared_by_digest,
+           c.shared_by_diff_id);
+    printf("common     the first %zu layers are the same chain\n", c.common_prefix);
+    if (c.diverges) {
+        step_display(step, sizeof(step), c.divergence_step);
+        printf("diverges   at layer %zu: %s\n", c.first_divergence, step);
+    } else {
+        printf("diverges   nowhere: every layer of the other image is in the base\n");
+    }
+    printf("reuse      a build of the other image on a machine seeded with the base restores "
+           "%zu of its %zu layers from cache\n",
+           c.reusable, o->nlayers);
+}
+
+/* Resolve and audit one reference. */
+static int
+audit_ref(cs_image **img_out, cs_audit **au_out, cs_reference **ref_out, const char *str,
+          const cs_platform *want, cs_error **err)
+{
+    cs_registry_options ropts;
+    cs_registry *reg = NULL;
+    char *refs = NULL;
+    int ret;
+
+    ret = cs_reference_parse(ref_out, str, err);
+    if (ret < 0)
+        return ret;
+    cli_registry_options(&ropts);
+    ret = cs_registry_new(&reg, (*ref_out)->domain, &ropts, err);
+    if (ret == 0)
+        ret = cs_image_resolve(img_out, reg, *ref_out, want, NULL, 0, err);
+    if (ret == 0) {
+        refs = cs_reference_to_string(*ref_out, 0);
+        ret = refs ? cs_audit_image(au_out, *img_out, refs, err) : CS_ENOMEM;
+    }
+    free(refs);
+    cs_registry_free(reg);
+    return ret;
+}
+
 int
 cmd_audit(int argc, char **argv)
 {
     static const struct option opts[] = {{"raw", required_argument, NULL, 'r'},
                                          {"format", required_argument, NULL, 'f'},
+                                         {"against", required_argument, NULL, 'a'},
                                          {NULL, 0, NULL, 0}};
-    audit_opts o = {RAW_NONE, FMT_TABLE};
+    audit_opts o = {RAW_NONE, FMT_TABLE, NULL};
     cs_registry_options ropts;
     cs_platform want = {0}, *wantp = NULL;
     cs_reference *ref = NULL;
@@ -210,6 +334,8 @@ cmd_audit(int argc, char **argv)
         return cli_usage("audit", "unexpected argument \"%s\"", argv[optind + 1]);
     if (cli_g.json)
         o.format = FMT_JSON;
+    if (o.against != NULL && (o.raw != RAW_NONE || o.format == FMT_DOT))
+        return cli_usage("audit", "--against compares two images: not with --raw or dot");
     if (cs_reference_parse(&ref, argv[optind], &err) < 0)
         return cli_fail(err);
     if (cli_g.platform != NULL) {
@@ -224,6 +350,27 @@ cmd_audit(int argc, char **argv)
         cs_image_resolve(&img, reg, ref, wantp, NULL, o.raw == RAW_MANIFEST ? CS_IMAGE_NO_CONFIG : 0,
                          &err) < 0) {
         r = cli_fail(err);
+        goto out;
+    }
+    if (o.against != NULL) {
+        cs_image *img2 = NULL;
+        cs_audit *au2 = NULL;
+        cs_reference *ref2 = NULL;
+        char *a = cs_reference_to_string(ref, 0), *b = NULL;
+
+        if (a == NULL || cs_audit_image(&au, img, a, &err) < 0 ||
+            audit_ref(&img2, &au2, &ref2, o.against, wantp, &err) < 0) {
+            r = cli_fail(err);
+        } else {
+            b = cs_reference_to_string(ref2, 0);
+            print_against(a, b ? b : o.against, au, au2, o.format == FMT_JSON);
+            r = CLI_EXIT_OK;
+        }
+        free(a);
+        free(b);
+        cs_audit_free(au2);
+        cs_image_free(img2);
+        cs_reference_free(ref2);
         goto out;
     }
     if (o.raw == RAW_MANIFEST) {
@@ -241,7 +388,9 @@ cmd_audit(int argc, char **argv)
             goto out;
         }
         free(refs);
-        r = o.format == FMT_JSON ? print_json(ref, img, au) : print_table(ref, img, au);
+        r = o.format == FMT_JSON  ? print_json(ref, img, au)
+            : o.format == FMT_DOT ? print_dot(au)
+                                  : print_table(ref, img, au);
     }
 out:
     cs_audit_free(au);

@@ -12,15 +12,19 @@
 #include "cmd.h"
 
 static const char audit_usage[] =
-    "usage: cachesync audit REF [--raw manifest|config] [--format table|json]\n"
+    "usage: cachesync audit REF [--against OTHER] [--format table|json|dot]\n"
+    "                           [--raw manifest|config]\n"
     "\n"
-    "Show an image in a registry: its digest, platform, config, layers with the Dockerfile\n"
-    "step that made each, and whether it carries BuildKit inline cache metadata\n"
-    "(moby.buildkit.cache.v0).\n"
+    "Show what an image's BuildKit cache covers: its layers with the Dockerfile step that\n"
+    "made each and whether a cache record restores it, the totals, and warnings that\n"
+    "explain a miss (no inline cache, layer count mismatch, metadata over BuildKit's 1 MiB,\n"
+    "layers no record covers: the next fresh build misses from there; the fix is printed).\n"
     "\n"
+    "  --against OTHER  compare: layers shared, where OTHER diverges, and what a build of\n"
+    "                   OTHER reuses on a machine seeded with REF\n"
+    "  --format FORMAT  table (default), json, or dot (Graphviz: records and layers)\n"
     "  --raw manifest   print the manifest (or index) REF names, byte for byte\n"
     "  --raw config     print the image config for the platform, byte for byte\n"
-    "  --format FORMAT  table (default) or json\n"
     "\n"
     "Every byte printed was verified against its sha256 digest.\n";
 

@@ -36,6 +36,47 @@ warn(cs_audit *a, const char *fmt, ...)
 }
 
 void
+cs_audit_against(cs_audit_compare *out, const cs_audit *base, const cs_audit *other)
+{
+    size_t i, j;
+
+    memset(out, 0, sizeof(*out));
+    for (i = 0; i < other->nlayers; i++) {
+        const cs_audit_layer *o = &other->layers[i];
+        bool by_digest = false, by_diff = false;
+
+        for (j = 0; j < base->nlayers; j++) {
+            by_digest = by_digest || strcmp(o->digest, base->layers[j].digest) == 0;
+            by_diff = by_diff || (o->diff_id != NULL && base->layers[j].diff_id != NULL &&
+                                  strcmp(o->diff_id, base->layers[j].diff_id) == 0);
+        }
+        out->shared_by_digest += by_digest;
+        out->shared_by_diff_id += by_diff;
+    }
+    /* a layer is the same layer only with the same chain below it (ChainID, config.md) */
+    while (out->common_prefix < other->nlayers && out->common_prefix < base->nlayers) {
+        const char *a = base->layers[out->common_prefix].diff_id;
+        const char *b = other->layers[out->common_prefix].diff_id;
+
+        if (a == NULL || b == NULL || strcmp(a, b) != 0)
+            break;
+        out->common_prefix++;
+    }
+    if (out->common_prefix < other->nlayers) {
+        out->diverges = true;
+        out->first_divergence = out->common_prefix;
+        out->divergence_step = other->layers[out->common_prefix].step;
+    }
+    /* BuildKit restores a shared layer from BASE's cache when BASE has a record for it (or
+     * it came with FROM) */
+    for (i = 0; i < out->common_prefix; i++) {
+        if (!base->layers[i].covered && i >= base->base_layers)
+            break;
+        out->reusable = i + 1;
+    }
+}
+
+void
 cs_audit_free(cs_audit *a)
 {
     size_t i;

@@ -75,3 +75,21 @@ assert_exit 0 "audit of the build made after a pull" -- "$cs" audit --json "$R/a
 assert_eq "$(jq -c '[.layers[].covered]' "$WORK/out")" '[false,true,true,true,true]' \
     "after cachesync pull every step keeps its cache record"
 assert_eq "$(jq -r '.warnings | length' "$WORK/out")" 0 "and audit has nothing to warn about"
+
+# --- --against: v3 (after a pull, sources changed) against v1 -------------------------------
+assert_exit 0 "audit --against" -- "$cs" audit "$R/au/app:v1" --against "$R/au/app:v3"
+assert_contains "$WORK/out" '^diverges +at layer 3: COPY src /src' "the first divergence is the changed COPY"
+assert_contains "$WORK/out" 'restores 3 of its 5 layers' "3 layers reusable from v1's cache"
+assert_exit 0 "audit --against --format json" -- "$cs" audit --json "$R/au/app:v1" --against "$R/au/app:v3"
+assert_eq "$(jq -r '.first_divergence, .common_prefix, .reusable' "$WORK/out" | paste -sd,)" 3,3,3 \
+    "JSON: divergence at 3, common prefix 3, 3 reusable"
+
+# --- DOT renders with Graphviz ----------------------------------------------------------------
+cs_need dot
+assert_exit 0 "audit --format dot" -- "$cs" audit --format dot "$R/au/app:v1"
+cp "$WORK/out" "$WORK/cache.dot"
+dot -Tsvg "$WORK/cache.dot" -o "$WORK/cache.svg" 2>"$WORK/dot.err" || fail "dot -Tsvg: $(cat "$WORK/dot.err")"
+grep -q '<svg' "$WORK/cache.svg" || fail "no SVG from dot"
+pass "the DOT output renders with dot -Tsvg"
+assert_contains "$WORK/cache.dot" 'COPY src /src' "the DOT graph labels layers with their steps"
+assert_contains "$WORK/cache.dot" '-> l4 \[color=blue, label="result"\]' "records point at the layers they restore"
