@@ -8,6 +8,7 @@
 #include <cachesync/manifest.h>
 #include <cachesync/reference.h>
 #include <cachesync/registry.h>
+#include <cachesync/source.h>
 #include <cachesync/store.h>
 
 #ifdef __cplusplus
@@ -37,6 +38,10 @@ enum { CS_IMAGE_NO_CONFIG = 1 << 0 };
 int cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref,
                      const cs_platform *want, cs_store *store, unsigned flags, cs_error **err);
 void cs_image_free(cs_image *img);
+
+/** The image a local source holds (after cs_source_load), in the same shape as a resolved
+ * registry image: its manifest and its config, read from the source's file and re-verified. */
+int cs_image_from_source(cs_image **out, const cs_source_image *src, cs_error **err);
 
 #ifdef __cplusplus
 }

@@ -102,11 +102,11 @@ json_strings(char *const *v, size_t n)
 }
 
 static int
-print_json(const cs_reference *ref, const cs_image *img, const cs_audit *au)
+print_json(const char *label, const cs_image *img, const cs_audit *au)
 {
     const cs_image_config *c = img->config_parsed;
     json_t *o, *layers = json_array(), *cache;
-    char *refs = cs_reference_to_string(ref, 0), *plat = cs_platform_to_string(&c->platform);
+    char *plat = cs_platform_to_string(&c->platform);
     long long total = 0;
     size_t i;
 
@@ -127,7 +127,7 @@ print_json(const cs_reference *ref, const cs_image *img, const cs_audit *au)
     if (au->first_uncovered_set)
         json_object_set_new(cache, "first_uncovered", json_integer((json_int_t)au->first_uncovered));
     o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o,s:o,s:o,s:s?}",
-                  "reference", refs ? refs : "", "digest", img->top_digest, "media_type",
+                  "reference", label, "digest", img->top_digest, "media_type",
                   img->top_media_type ? img->top_media_type : "", "manifest_digest",
                   img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
                   img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size,
@@ -138,23 +138,22 @@ print_json(const cs_reference *ref, const cs_image *img, const cs_audit *au)
     if (o != NULL)
         cli_print_json(o);
     json_decref(o);
-    free(refs);
     free(plat);
     return CLI_EXIT_OK;
 }
 
 static int
-print_table(const cs_reference *ref, const cs_image *img, const cs_audit *au)
+print_table(const char *label, const cs_image *img, const cs_audit *au)
 {
     const cs_image_config *c = img->config_parsed;
-    char *refs = cs_reference_to_string(ref, 0), *plat = cs_platform_to_string(&c->platform);
+    char *plat = cs_platform_to_string(&c->platform);
     char sz[32], sz2[32], step[160];
     long long total = 0;
     size_t i;
 
     for (i = 0; i < au->nlayers; i++)
         total += au->layers[i].size;
-    printf("reference  %s\n", refs ? refs : "?");
+    printf("reference  %s\n", label);
     printf("digest     %s (%s)\n", img->top_digest,
            img->top_media_type ? img->top_media_type : "?");
     if (img->from_index)
@@ -186,7 +185,6 @@ print_table(const cs_reference *ref, const cs_image *img, const cs_audit *au)
         printf("warning: %s\n", au->warnings[i]);
     if (au->fix != NULL)
         printf("fix: %s\n", au->fix);
-    free(refs);
     free(plat);
     return CLI_EXIT_OK;
 }
@@ -282,29 +280,69 @@ print_against(const char *ref, const char *other, const cs_audit *b, const cs_au
            c.reusable, o->nlayers);
 }
 
-/* Resolve and audit one reference. */
-static int
-audit_ref(cs_image **img_out, cs_audit **au_out, cs_reference **ref_out, const char *str,
-          const cs_platform *want, cs_error **err)
+/* A local source ("docker:", "oci:", "archive:")? A bare name is a registry reference
+ * here: audit's default is the registry, unlike push's. */
+static bool
+is_source(const char *s)
 {
-    cs_registry_options ropts;
-    cs_registry *reg = NULL;
-    char *refs = NULL;
+    return strncmp(s, "docker:", 7) == 0 || strncmp(s, "oci:", 4) == 0 ||
+           strncmp(s, "archive:", 8) == 0;
+}
+
+/* Load a local source through the store (as push would: compressed once, remembered) and
+ * return its image. */
+static int
+load_source(cs_image **out, const char *spec, const cs_platform *want, cs_error **err)
+{
+    cs_source_options so = {0};
+    cs_source_image *si = NULL;
+    cs_source src = {0};
+    cs_store *store = NULL;
     int ret;
 
-    ret = cs_reference_parse(ref_out, str, err);
-    if (ret < 0)
-        return ret;
-    cli_registry_options(&ropts);
-    ret = cs_registry_new(&reg, (*ref_out)->domain, &ropts, err);
+    ret = cs_source_parse(&src, spec, err);
     if (ret == 0)
-        ret = cs_image_resolve(img_out, reg, *ref_out, want, NULL, 0, err);
-    if (ret == 0) {
-        refs = cs_reference_to_string(*ref_out, 0);
-        ret = refs ? cs_audit_image(au_out, *img_out, refs, err) : CS_ENOMEM;
+        ret = cs_store_open(&store, cli_g.store, err);
+    so.platform = want;
+    if (ret == 0)
+        ret = cs_source_load(&si, &src, store, &so, err);
+    if (ret == 0)
+        ret = cs_image_from_source(out, si, err);
+    cs_source_image_free(si);
+    cs_source_dispose(&src);
+    cs_store_free(store);
+    return ret;
+}
+
+/* Resolve (a registry reference) or load (a local source) one image and audit it; LABEL gets
+ * the normalised reference or the source spec. RAW_MANIFEST needs neither config nor audit. */
+static int
+audit_one(cs_image **img_out, cs_audit **au_out, char **label, const char *str,
+          const cs_platform *want, bool raw_manifest, cs_error **err)
+{
+    cs_registry_options ropts;
+    cs_reference *ref = NULL;
+    cs_registry *reg = NULL;
+    int ret;
+
+    if (is_source(str)) {
+        *label = strdup(str);
+        ret = *label ? load_source(img_out, str, want, err) : CS_ENOMEM;
+    } else {
+        ret = cs_reference_parse(&ref, str, err);
+        if (ret < 0)
+            return ret;
+        *label = cs_reference_to_string(ref, 0);
+        cli_registry_options(&ropts);
+        ret = *label ? cs_registry_new(&reg, ref->domain, &ropts, err) : CS_ENOMEM;
+        if (ret == 0)
+            ret = cs_image_resolve(img_out, reg, ref, want, NULL,
+                                   raw_manifest ? CS_IMAGE_NO_CONFIG : 0, err);
     }
-    free(refs);
+    if (ret == 0 && !raw_manifest)
+        ret = cs_audit_image(au_out, *img_out, *label, err);
     cs_registry_free(reg);
+    cs_reference_free(ref);
     return ret;
 }
 
@@ -316,12 +354,10 @@ cmd_audit(int argc, char **argv)
                                          {"against", required_argument, NULL, 'a'},
                                          {NULL, 0, NULL, 0}};
     audit_opts o = {RAW_NONE, FMT_TABLE, NULL};
-    cs_registry_options ropts;
     cs_platform want = {0}, *wantp = NULL;
-    cs_reference *ref = NULL;
-    cs_registry *reg = NULL;
-    cs_image *img = NULL;
-    cs_audit *au = NULL;
+    char *label = NULL, *label2 = NULL;
+    cs_image *img = NULL, *img2 = NULL;
+    cs_audit *au = NULL, *au2 = NULL;
     cs_error *err = NULL;
     int r;
 
@@ -336,67 +372,40 @@ cmd_audit(int argc, char **argv)
         o.format = FMT_JSON;
     if (o.against != NULL && (o.raw != RAW_NONE || o.format == FMT_DOT))
         return cli_usage("audit", "--against compares two images: not with --raw or dot");
-    if (cs_reference_parse(&ref, argv[optind], &err) < 0)
-        return cli_fail(err);
     if (cli_g.platform != NULL) {
-        if (cs_platform_parse(&want, cli_g.platform, &err) < 0) {
-            r = cli_fail(err);
-            goto out;
-        }
+        if (cs_platform_parse(&want, cli_g.platform, &err) < 0)
+            return cli_fail(err);
         wantp = &want;
     }
-    cli_registry_options(&ropts);
-    if (cs_registry_new(&reg, ref->domain, &ropts, &err) < 0 ||
-        cs_image_resolve(&img, reg, ref, wantp, NULL, o.raw == RAW_MANIFEST ? CS_IMAGE_NO_CONFIG : 0,
-                         &err) < 0) {
+    if (audit_one(&img, &au, &label, argv[optind], wantp, o.raw == RAW_MANIFEST, &err) < 0) {
         r = cli_fail(err);
         goto out;
     }
     if (o.against != NULL) {
-        cs_image *img2 = NULL;
-        cs_audit *au2 = NULL;
-        cs_reference *ref2 = NULL;
-        char *a = cs_reference_to_string(ref, 0), *b = NULL;
-
-        if (a == NULL || cs_audit_image(&au, img, a, &err) < 0 ||
-            audit_ref(&img2, &au2, &ref2, o.against, wantp, &err) < 0) {
+        if (audit_one(&img2, &au2, &label2, o.against, wantp, false, &err) < 0) {
             r = cli_fail(err);
-        } else {
-            b = cs_reference_to_string(ref2, 0);
-            print_against(a, b ? b : o.against, au, au2, o.format == FMT_JSON);
-            r = CLI_EXIT_OK;
+            goto out;
         }
-        free(a);
-        free(b);
-        cs_audit_free(au2);
-        cs_image_free(img2);
-        cs_reference_free(ref2);
-        goto out;
-    }
-    if (o.raw == RAW_MANIFEST) {
+        print_against(label, label2, au, au2, o.format == FMT_JSON);
+        r = CLI_EXIT_OK;
+    } else if (o.raw == RAW_MANIFEST) {
         fwrite(img->top.ptr, 1, img->top.len, stdout);
         r = CLI_EXIT_OK;
     } else if (o.raw == RAW_CONFIG) {
         fwrite(img->config.ptr, 1, img->config.len, stdout);
         r = CLI_EXIT_OK;
     } else {
-        char *refs = cs_reference_to_string(ref, 0);
-
-        if (refs == NULL || cs_audit_image(&au, img, refs, &err) < 0) {
-            free(refs);
-            r = cli_fail(err);
-            goto out;
-        }
-        free(refs);
-        r = o.format == FMT_JSON  ? print_json(ref, img, au)
+        r = o.format == FMT_JSON  ? print_json(label, img, au)
             : o.format == FMT_DOT ? print_dot(au)
-                                  : print_table(ref, img, au);
+                                  : print_table(label, img, au);
     }
 out:
     cs_audit_free(au);
+    cs_audit_free(au2);
     cs_image_free(img);
-    cs_registry_free(reg);
-    cs_reference_free(ref);
+    cs_image_free(img2);
+    free(label);
+    free(label2);
     cs_platform_dispose(&want);
     return r;
 }

@@ -7,6 +7,7 @@
 
 #include <cachesync/image.h>
 #include "error_int.h"
+#include "fsutil.h"
 
 /* Indexes may nest (image-index.md "SHOULD support"); a chain deeper than this is a loop
  * or an attack. */
@@ -145,6 +146,55 @@ out:
     cs_manifest_free(m);
     cs_buf_dispose(&cur);
     free(cur_mt);
+    cs_image_free(img);
+    return ret;
+}
+
+int
+cs_image_from_source(cs_image **out, const cs_source_image *src, cs_error **err)
+{
+    char digest[CS_DIGEST_STRLEN];
+    char *data = NULL;
+    size_t len = 0;
+    cs_image *img;
+    int ret;
+
+    img = calloc(1, sizeof(*img));
+    if (img == NULL)
+        return csi_error_oom(err);
+    ret = cs_buf_append(&img->top, src->manifest, src->manifest_len, err);
+    if (ret == 0)
+        ret = cs_buf_append(&img->manifest, src->manifest, src->manifest_len, err);
+    if (ret < 0)
+        goto out;
+    img->top_media_type = strdup(src->manifest_media_type);
+    if (img->top_media_type == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    memcpy(img->top_digest, src->manifest_digest, CS_DIGEST_STRLEN);
+    memcpy(img->manifest_digest, src->manifest_digest, CS_DIGEST_STRLEN);
+    ret = cs_manifest_parse(&img->parsed, src->manifest, src->manifest_len,
+                            src->manifest_media_type, err);
+    if (ret < 0)
+        goto out;
+    ret = csi_fs_read_file(&data, &len, src->config.path, CS_CONFIG_MAX, err);
+    if (ret < 0)
+        goto out;
+    ret = cs_digest_buffer(digest, data, len, err);
+    if (ret == 0 && strcmp(digest, src->config.digest) != 0)
+        ret = csi_error_set(err, CS_EDIGEST, "config %s: %s has digest %s", src->config.digest,
+                            src->config.path, digest);
+    if (ret == 0)
+        ret = cs_buf_append(&img->config, data, len, err);
+    if (ret == 0)
+        ret = cs_image_config_parse(&img->config_parsed, data, len, err);
+    if (ret < 0)
+        goto out;
+    *out = img;
+    img = NULL;
+out:
+    free(data);
     cs_image_free(img);
     return ret;
 }

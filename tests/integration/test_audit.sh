@@ -93,3 +93,20 @@ grep -q '<svg' "$WORK/cache.svg" || fail "no SVG from dot"
 pass "the DOT output renders with dot -Tsvg"
 assert_contains "$WORK/cache.dot" 'COPY src /src' "the DOT graph labels layers with their steps"
 assert_contains "$WORK/cache.dot" '-> l4 \[color=blue, label="result"\]' "records point at the layers they restore"
+
+# --- the same image audited from the registry, the daemon, an OCI layout and an archive -----
+export CACHESYNC_STORE=$WORK/store-audit
+view='[.layers[] | {diff_id, created_by, covered}], .cache.layers_covered, .cache.records, .config.digest'
+"$cs" audit --json "$R/au/app:v1" | jq -c "$view" >"$WORK/from-registry" || fail "audit from the registry"
+assert_exit 0 "audit docker:IMAGE" -- env DOCKER_HOST="$a_DOCKER_HOST" "$cs" audit --json "docker:$R/au/app:v1"
+jq -c "$view" "$WORK/out" >"$WORK/from-docker"
+assert_eq "$(cat "$WORK/from-docker")" "$(cat "$WORK/from-registry")" "docker:IMAGE audits like the registry's image"
+assert_exit 0 "pull --to oci" -- "$cs" pull --to "oci:$WORK/layout:v1" "$R/au/app:v1"
+assert_exit 0 "audit oci:DIR:TAG" -- "$cs" audit --json "oci:$WORK/layout:v1"
+jq -c "$view" "$WORK/out" >"$WORK/from-oci"
+assert_eq "$(cat "$WORK/from-oci")" "$(cat "$WORK/from-registry")" "oci:DIR audits like the registry's image"
+docker_cli a save "$R/au/app:v1" -o "$WORK/v1.tar" || fail "docker save"
+assert_exit 0 "audit archive:FILE" -- "$cs" audit --json "archive:$WORK/v1.tar"
+jq -c "$view" "$WORK/out" >"$WORK/from-archive"
+assert_eq "$(cat "$WORK/from-archive")" "$(cat "$WORK/from-registry")" "archive:FILE audits like the registry's image"
+assert_exit 3 "audit of a missing docker image exits 3" -- env DOCKER_HOST="$a_DOCKER_HOST" "$cs" audit docker:nope:nope
