@@ -27,7 +27,8 @@ typedef struct cs_image {
     bool from_index; /* top was an index and a platform was selected */
     /* the image config, byte-exact (empty when not fetched) */
     cs_buf config;
-    cs_image_config *config_parsed;
+    cs_image_config *config_parsed; /* NULL for a cache export */
+    bool cache_export; /* a BuildKit registry cache: the config is a cacheconfig.v0 blob */
 } cs_image;
 
 enum { CS_IMAGE_NO_CONFIG = 1 << 0 };

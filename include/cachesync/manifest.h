@@ -27,6 +27,8 @@ extern "C" {
 #define CS_MEDIA_OCI_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
 #define CS_MEDIA_OCI_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
 #define CS_MEDIA_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+/* the config of a BuildKit registry cache export (--cache-to type=registry) */
+#define CS_MEDIA_BUILDKIT_CACHECONFIG "application/vnd.buildkit.cacheconfig.v0"
 
 /* Every manifest type we read, for the Accept header of GET and HEAD. */
 #define CS_MANIFEST_ACCEPT                                                                         \

@@ -106,7 +106,7 @@ print_json(const char *label, const cs_image *img, const cs_audit *au)
 {
     const cs_image_config *c = img->config_parsed;
     json_t *o, *layers = json_array(), *cache;
-    char *plat = cs_platform_to_string(&c->platform);
+    char *plat = c ? cs_platform_to_string(&c->platform) : NULL;
     long long total = 0;
     size_t i;
 
@@ -131,8 +131,8 @@ print_json(const char *label, const cs_image *img, const cs_audit *au)
                   img->top_media_type ? img->top_media_type : "", "manifest_digest",
                   img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
                   img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size,
-                  "inline_cache", c->has_inline_cache, "inline_cache_bytes",
-                  (json_int_t)c->inline_cache_bytes, "layer_count", (int)img->parsed->nlayers,
+                  "inline_cache", c && c->has_inline_cache, "inline_cache_bytes",
+                  (json_int_t)(c ? c->inline_cache_bytes : 0), "layer_count", (int)img->parsed->nlayers,
                   "layers_size", (json_int_t)total, "layers", layers, "cache", cache,
                   "warnings", json_strings(au->warnings, au->nwarnings), "fix", au->fix);
     if (o != NULL)
@@ -146,7 +146,7 @@ static int
 print_table(const char *label, const cs_image *img, const cs_audit *au)
 {
     const cs_image_config *c = img->config_parsed;
-    char *plat = cs_platform_to_string(&c->platform);
+    char *plat = c ? cs_platform_to_string(&c->platform) : NULL;
     char sz[32], sz2[32], step[160];
     long long total = 0;
     size_t i;
@@ -161,7 +161,10 @@ print_table(const char *label, const cs_image *img, const cs_audit *au)
     printf("platform   %s\n", plat ? plat : "?");
     printf("config     %s (%s)\n", img->parsed->config.digest,
            cli_human_size(sz, sizeof(sz), img->parsed->config.size));
-    if (au->has_cache)
+    if (img->cache_export)
+        printf("cache      BuildKit registry cache export (%s, %zu records)\n",
+               cli_human_size(sz, sizeof(sz), (long long)au->metadata_bytes), au->records);
+    else if (au->has_cache)
         printf("cache      inline cache metadata present (moby.buildkit.cache.v0, %s, %zu "
                "records)\n",
                cli_human_size(sz, sizeof(sz), (long long)au->metadata_bytes), au->records);

@@ -92,6 +92,48 @@ cs_audit_free(cs_audit *a)
     free(a);
 }
 
+/* A registry cache export: the manifest's layers are the cache's blobs, and the
+ * cacheconfig's records say which of them restore what (buildkit-cache-formats.md 2.3). */
+static int
+audit_cache_export(cs_audit *a, const cs_image *img, const char *ref)
+{
+    const cs_manifest *m = img->parsed;
+    cs_error *e = NULL;
+    size_t i, j;
+
+    a->has_cache = true;
+    a->metadata_bytes = img->config.len;
+    if (cs_cachegraph_parse_cacheconfig(&a->graph, img->config.ptr, img->config.len, &e) < 0) {
+        int ret = warn(a, "the cache config is unusable (BuildKit would ignore it): %s",
+                       e ? e->message : "malformed");
+
+        cs_error_free(e);
+        return ret;
+    }
+    a->records = cs_cachegraph_nrecords(a->graph);
+    for (i = 0; i < m->nlayers; i++) {
+        for (j = 0; j < cs_cachegraph_nlayers(a->graph); j++) {
+            const cs_cache_layer *l = cs_cachegraph_layer(a->graph, j);
+
+            if (l->blob == NULL || strcmp(l->blob, m->layers[i].digest) != 0)
+                continue;
+            a->layers[i].step = l->description;
+            a->layers[i].covered = l->coverage > 0;
+        }
+        if (a->layers[i].covered) {
+            a->layers_covered++;
+            a->bytes_covered += (uint64_t)m->layers[i].size;
+        } else if (!a->first_uncovered_set) {
+            a->first_uncovered_set = true;
+            a->first_uncovered = i;
+        }
+    }
+    if (a->first_uncovered_set)
+        return warn(a, "layer %zu of the cache export %s is restored by no record", a->first_uncovered,
+                    ref);
+    return 0;
+}
+
 int
 cs_audit_image(cs_audit **out, const cs_image *img, const char *ref, cs_error **err)
 {
@@ -116,7 +158,11 @@ cs_audit_image(cs_audit **out, const cs_image *img, const char *ref, cs_error **
         a->layers[i].digest = m->layers[i].digest;
         a->layers[i].size = m->layers[i].size;
         a->layers[i].media_type = m->layers[i].media_type;
-        a->layers[i].diff_id = i < c->ndiff_ids ? c->diff_ids[i] : NULL;
+        a->layers[i].diff_id = c != NULL && i < c->ndiff_ids ? c->diff_ids[i] : NULL;
+    }
+    if (img->cache_export) {
+        ret = audit_cache_export(a, img, ref);
+        goto done;
     }
     /* history entries that made a layer pair with the layers in order (config.md) */
     for (i = 0; i < c->nhistory && k < m->nlayers; i++) {

@@ -130,7 +130,10 @@ cs_image_resolve(cs_image **out, cs_registry *r, const cs_reference *ref, const 
                 (*err)->http_status = 0;
             goto out;
         }
-        ret = cs_image_config_parse(&img->config_parsed, img->config.ptr, img->config.len, err);
+        img->cache_export = strcmp(cd->media_type, CS_MEDIA_BUILDKIT_CACHECONFIG) == 0;
+        if (!img->cache_export)
+            ret = cs_image_config_parse(&img->config_parsed, img->config.ptr, img->config.len,
+                                        err);
         if (ret < 0) {
             csi_error_wrap(err, "config %s", img->parsed->config.digest);
             goto out;

@@ -427,6 +427,13 @@ cs_pull(cs_pull_result **out, const cs_pull_options *opts, cs_error **err)
     ret = resolve(&p, err);
     if (ret < 0)
         goto out;
+    if (p.img->cache_export) {
+        ret = csi_error_set(err, CS_EUNSUPPORTED,
+                            "%s is a BuildKit registry cache export, not an image: give it to "
+                            "docker buildx build --cache-from type=registry,ref=%s",
+                            opts->ref, opts->ref);
+        goto out;
+    }
     p.res->served_by = cs_reference_to_string(p.served, 0);
     p.res->platform = cs_platform_to_string(&p.img->config_parsed->platform);
     if (p.res->served_by == NULL || p.res->platform == NULL) {

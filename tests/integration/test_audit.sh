@@ -110,3 +110,35 @@ assert_exit 0 "audit archive:FILE" -- "$cs" audit --json "archive:$WORK/v1.tar"
 jq -c "$view" "$WORK/out" >"$WORK/from-archive"
 assert_eq "$(cat "$WORK/from-archive")" "$(cat "$WORK/from-registry")" "archive:FILE audits like the registry's image"
 assert_exit 3 "audit of a missing docker image exits 3" -- env DOCKER_HOST="$a_DOCKER_HOST" "$cs" audit docker:nope:nope
+
+# --- a BuildKit registry cache export (what --cache-to type=registry writes; Docker 20.10's
+# builder cannot export one, so it is put together with the registry API from real layers) ---
+cs_need curl
+curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$R/v2/au/app/manifests/v1" -o "$WORK/v1m.json" || fail "v1 manifest"
+l0=$(jq -r '.layers[0].digest' "$WORK/v1m.json") s0=$(jq -r '.layers[0].size' "$WORK/v1m.json")
+l1=$(jq -r '.layers[1].digest' "$WORK/v1m.json") s1=$(jq -r '.layers[1].size' "$WORK/v1m.json")
+for d in "$l0" "$l1"; do # mount the layers into the cache repository
+    curl -sf -X POST "http://$R/v2/au/cache/blobs/uploads/?mount=$d&from=au/app" -o /dev/null || fail "mount $d"
+done
+jq -nc --arg l0 "$l0" --arg l1 "$l1" '{layers: [{blob: $l0, parent: -1}, {blob: $l1}],
+    records: [{digest: "sha256:1111111111111111111111111111111111111111111111111111111111111111", layers: [{layer: 0}]},
+              {digest: "sha256:2222222222222222222222222222222222222222222222222222222222222222", layers: [{layer: 1}], inputs: [[{link: 0}]]}]}' \
+    >"$WORK/cacheconfig.json"
+cdig=sha256:$(sha256sum "$WORK/cacheconfig.json" | cut -d' ' -f1)
+loc=$(curl -sf -D - -o /dev/null -X POST "http://$R/v2/au/cache/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+[[ $loc == http* ]] || loc=http://$R$loc
+curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$WORK/cacheconfig.json" \
+    "$loc&digest=$cdig" -o /dev/null || fail "upload of the cacheconfig"
+jq -nc --arg c "$cdig" --argjson cs "$(stat -c %s "$WORK/cacheconfig.json")" --arg l0 "$l0" --argjson s0 "$s0" \
+    --arg l1 "$l1" --argjson s1 "$s1" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {mediaType: "application/vnd.buildkit.cacheconfig.v0", digest: $c, size: $cs},
+    layers: [{mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", digest: $l0, size: $s0},
+             {mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", digest: $l1, size: $s1}]}' >"$WORK/cachemanifest.json"
+curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data-binary "@$WORK/cachemanifest.json" "http://$R/v2/au/cache/manifests/buildcache" -o /dev/null || fail "PUT cache manifest"
+assert_exit 0 "audit of a registry cache export" -- "$cs" audit "$R/au/cache:buildcache"
+assert_contains "$WORK/out" '^cache +BuildKit registry cache export .*2 records' "audit recognises the cache export"
+assert_contains "$WORK/out" '^covered +2 of 2 layers' "both cache layers are restored by records"
+assert_exit 1 "pull of a cache export is refused" -- "$cs" pull --to store "$R/au/cache:buildcache"
+assert_contains "$WORK/err" 'is a BuildKit registry cache export, not an image' "and says what it is"
