@@ -45,6 +45,11 @@ typedef struct cs_audit {
 int cs_audit_image(cs_audit **out, const cs_image *img, const char *ref, cs_error **err);
 void cs_audit_free(cs_audit *a);
 
+/** Warn when the image's platform is not WANT (the platform a build here would use): its
+ * layers cannot serve as cache for that build. */
+int cs_audit_check_platform(cs_audit *a, const cs_image *img, const cs_platform *want,
+                            cs_error **err);
+
 /* What a build of OTHER could reuse on a machine seeded with BASE. */
 typedef struct cs_audit_compare {
     size_t shared_by_digest;  /* layers of OTHER whose blob BASE also has */

@@ -344,6 +344,15 @@ audit_one(cs_image **img_out, cs_audit **au_out, char **label, const char *str,
     }
     if (ret == 0 && !raw_manifest)
         ret = cs_audit_image(au_out, *img_out, *label, err);
+    if (ret == 0 && !raw_manifest) {
+        cs_platform host = {0};
+
+        if (want == NULL && cs_platform_host(&host, NULL) == 0)
+            want = &host;
+        if (want != NULL)
+            ret = cs_audit_check_platform(*au_out, *img_out, want, err);
+        cs_platform_dispose(&host);
+    }
     cs_registry_free(reg);
     cs_reference_free(ref);
     return ret;

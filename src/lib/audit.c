@@ -35,6 +35,29 @@ warn(cs_audit *a, const char *fmt, ...)
     return 0;
 }
 
+int
+cs_audit_check_platform(cs_audit *a, const cs_image *img, const cs_platform *want,
+                        cs_error **err)
+{
+    const cs_image_config *c = img->config_parsed;
+    char *have, *w;
+    int ret = 0;
+
+    if (c == NULL || c->platform.os == NULL || c->platform.architecture == NULL ||
+        cs_platform_matches(want, &c->platform))
+        return 0;
+    have = cs_platform_to_string(&c->platform);
+    w = cs_platform_to_string(want);
+    if (have == NULL || w == NULL ||
+        warn(a, "the image is %s but a build here is %s: its layers are of another platform "
+                "and cannot serve as its cache",
+             have, w) < 0)
+        ret = csi_error_oom(err);
+    free(have);
+    free(w);
+    return ret;
+}
+
 void
 cs_audit_against(cs_audit_compare *out, const cs_audit *base, const cs_audit *other)
 {

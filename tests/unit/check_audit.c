@@ -160,6 +160,28 @@ START_TEST(test_audit_against)
 }
 END_TEST
 
+START_TEST(test_audit_platform)
+{
+    cs_image *img = image_of("inline-run");
+    cs_platform arm = {0}, amd = {0};
+    cs_audit *au = NULL;
+
+    ck_assert_int_eq(cs_platform_parse(&arm, "linux/arm64", NULL), 0);
+    ck_assert_int_eq(cs_platform_parse(&amd, "linux/amd64", NULL), 0);
+    ck_assert_int_eq(cs_audit_image(&au, img, "x", NULL), 0);
+    ck_assert_int_eq(cs_audit_check_platform(au, img, &amd, NULL), 0);
+    ck_assert_uint_eq(au->nwarnings, 0);
+    ck_assert_int_eq(cs_audit_check_platform(au, img, &arm, NULL), 0);
+    ck_assert_uint_eq(au->nwarnings, 1);
+    ck_assert_ptr_nonnull(strstr(au->warnings[0], "the image is linux/amd64 but a build here is "
+                                                  "linux/arm64"));
+    cs_platform_dispose(&arm);
+    cs_platform_dispose(&amd);
+    cs_audit_free(au);
+    cs_image_free(img);
+}
+END_TEST
+
 static Suite *
 audit_suite(void)
 {
@@ -170,6 +192,7 @@ audit_suite(void)
                         (int)(sizeof(inline_fixtures) / sizeof(inline_fixtures[0])));
     tcase_add_test(tc, test_audit_issue_1981);
     tcase_add_test(tc, test_audit_against);
+    tcase_add_test(tc, test_audit_platform);
     suite_add_tcase(s, tc);
     return s;
 }
