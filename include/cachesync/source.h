@@ -72,9 +72,13 @@ typedef struct cs_source_options {
                                   * an OCI manifest with zstd layers; OCI layouts push as they are */
     int level;                   /* compression level; 0: the format's default */
     const cs_platform *platform; /* which image of an OCI index; NULL: the host's */
+    /* Layers compressed at once, by threads, while the export goes on; <= 0: the number of
+     * online CPUs, at most 4. */
+    int jobs;
     /* WHAT is "export" (DONE bytes of the daemon's stream, TOTAL 0: unknown), "read" (bytes
-     * of an archive file; TOTAL 0 for a pipe) or "compress sha256:<12 hex>" (bytes of one layer).
-     * Called at most every few MiB, and once at each end. */
+     * of an archive file; TOTAL 0 for a pipe) or "compress sha256:<12 hex>" (bytes of one layer;
+     * several layers' reports interleave). Called at most every few MiB, and once at each end;
+     * always from the thread that called cs_source_load, never from a compression thread. */
     void (*progress)(void *payload, const char *what, uint64_t done, uint64_t total);
     void *progress_payload;
 } cs_source_options;
@@ -84,7 +88,9 @@ typedef struct cs_source_options {
  *
  * docker: inspects the image; when the store already holds its config and layers.json names
  * a stored blob for every layer, nothing is exported (exported false). Otherwise the daemon's
- * export (GET /images/{name}/get) streams through a tar reader, one layer at a time on disk.
+ * export (GET /images/{name}/get) streams through a tar reader that writes each layer to a
+ * temp file, which OPTS->jobs threads compress meanwhile (at most twice that many layers wait
+ * on disk besides the one being written; the export pauses until one is taken).
  * archive: the same over the file's bytes. Either way the layers found must be the config's
  * rootfs.diff_ids, in order (CS_EDIGEST otherwise); an export that fails midway (a truncated
  * tar, the daemon's JSON error appended to it) is CS_EPROTO naming the daemon.

@@ -1,4 +1,4 @@
-/* Image sources for push (src/lib/source.c): parsing SOURCE, docker-archive files in the
+/* Image sources for push (src/lib/source*.c): parsing SOURCE, docker-archive files in the
  * layouts Docker writes (<= 24 legacy, 25+ OCI blobs, containerd's compressed blobs), OCI
  * layouts, and what goes wrong with each. Archives and layouts are built here, byte by byte.
  *
@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -606,6 +607,88 @@ START_TEST(test_archive_reuse_needs_blob)
     ck_assert_uint_eq(got->layers_reused, 1);
     ck_assert_uint_eq(got->layers_compressed, 1);
     cs_source_image_free(got);
+    cs_buf_dispose(&tar);
+    image_dispose(&img);
+}
+END_TEST
+
+/* What the progress callback saw. */
+typedef struct progress_log {
+    pthread_t loader; /* the thread that called cs_source_load */
+    int foreign;      /* calls from any other thread */
+    int starts, ends; /* "compress" reports with DONE 0, and with DONE == TOTAL */
+} progress_log;
+
+static void
+log_progress(void *payload, const char *what, uint64_t done, uint64_t total)
+{
+    progress_log *pl = payload;
+
+    if (!pthread_equal(pthread_self(), pl->loader))
+        pl->foreign++;
+    if (strncmp(what, "compress ", 9) != 0)
+        return;
+    pl->starts += done == 0;
+    pl->ends += done == total;
+}
+
+/* Layers compress in threads, while the stream goes on: whatever their number, the very same
+ * blobs; every progress report comes from the loading thread, each layer's first and last
+ * exactly once; a compression that fails fails the load and leaves nothing behind. */
+START_TEST(test_archive_parallel)
+{
+    static const int jobs[] = {1, 2, 4, 0, -1};
+    cs_source_image *got = NULL;
+    cs_source_options opts = {0};
+    char spec[200], first[CS_DIGEST_STRLEN] = "";
+    cs_error *err = NULL;
+    progress_log pl;
+    test_image img;
+    cs_source src;
+    cs_buf tar;
+    size_t i, k;
+
+    /* over a progress step (4 MiB) each, and each compressing at its own pace */
+    memset(&img, 0, sizeof(img));
+    image_add_layer(&img, "a.txt", "layer a: some text that repeats, and repeats\n", 100000);
+    image_add_layer(&img, "b.txt", "b\n", 2300000);
+    image_add_layer(&img, "c.txt", "layer c holds other text, at another pace, c c c\n", 90000);
+    image_add_layer(&img, "d.txt", "dddd dd d\n", 480000);
+    image_finish(&img);
+    archive_legacy(&tar, &img);
+    snprintf(archive_path, sizeof(archive_path), "%s/image.tar", tmpdir);
+    write_file(archive_path, tar.ptr, tar.len);
+    snprintf(spec, sizeof(spec), "archive:%s", archive_path);
+    ck_assert_cs_ok(cs_source_parse(&src, spec, &err), &err);
+    opts.progress = log_progress;
+    opts.progress_payload = &pl;
+    for (k = 0; k < sizeof(jobs) / sizeof(jobs[0]); k++) {
+        memset(&pl, 0, sizeof(pl));
+        pl.loader = pthread_self();
+        opts.jobs = jobs[k];
+        ck_assert_cs_ok(cs_source_load(&got, &src, store, &opts, &err), &err);
+        check_image(got, &img, "gzip");
+        ck_assert_uint_eq(got->layers_compressed, img.nlayers);
+        ck_assert_int_eq(pl.foreign, 0);
+        ck_assert_int_eq(pl.starts, (int)img.nlayers);
+        ck_assert_int_eq(pl.ends, (int)img.nlayers);
+        if (k == 0)
+            memcpy(first, got->manifest_digest, sizeof(first));
+        ck_assert_str_eq(got->manifest_digest, first);
+        /* forget the blobs: the next load compresses every layer again */
+        for (i = 0; i < got->nlayers; i++)
+            ck_assert_int_eq(unlink(got->layers[i].path), 0);
+        cs_source_image_free(got);
+        got = NULL;
+    }
+
+    /* a level gzip refuses: the threads fail, the first error is the load's */
+    opts.jobs = 2;
+    opts.level = 99;
+    assert_fails(cs_source_load(&got, &src, store, &opts, &err), &err, CS_EINVAL, "gzip level 99");
+    ck_assert_ptr_null(got);
+
+    cs_source_dispose(&src);
     cs_buf_dispose(&tar);
     image_dispose(&img);
 }
@@ -1446,6 +1529,7 @@ source_suite(void)
     tcase_set_timeout(archive, 120);
     tcase_add_test(archive, test_archive_legacy);
     tcase_add_test(archive, test_archive_reuse_needs_blob);
+    tcase_add_test(archive, test_archive_parallel);
     tcase_add_test(archive, test_archive_compressed_file);
     tcase_add_test(archive, test_archive_pipe);
     tcase_add_test(archive, test_archive_blobs_layout);
