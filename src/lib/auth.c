@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "credentials.h"
+#include "credhelper.h"
 #include "error_int.h"
 #include "log_int.h"
 #include "www_auth.h"
@@ -103,12 +104,17 @@ load_creds(csi_auth *a, cs_error **err)
     if (ret < 0)
         return ret;
     if (a->cred.helper != NULL) {
-        /* credential helpers (docker-credential-*) come with the credentials issue; until
-         * then say so instead of silently going anonymous */
-        return csi_error_set(err, CS_EUNSUPPORTED,
-                             "credentials for %s are kept by docker-credential-%s, which "
-                             "cachesync cannot ask yet",
-                             a->domain, a->cred.helper);
+        /* credHelpers/credsStore: the secret lives in docker-credential-<helper>, asked with
+         * the same key as config.json's auths (docker/cli getAuthConfigKey) */
+        csi_credential got = CSI_CREDENTIAL_INIT;
+
+        ret = csi_credhelper_get(&got, a->cred.helper, csi_credential_key(a->domain), err);
+        if (ret < 0) {
+            csi_credential_dispose(&a->cred);
+            return ret;
+        }
+        csi_credential_dispose(&a->cred);
+        a->cred = got;
     }
     a->creds_loaded = true;
     return 0;
@@ -189,11 +195,11 @@ token_store(csi_auth *a, const char *scope, char *token, long expires_in, cs_err
     return 0;
 }
 
-/* GET <realm>?service=..&scope=.. with Basic credentials when we have them
+/* GET <realm>?service=..&scope=.. with Basic credentials when WITH_BASIC
  * (distribution docs/spec/auth/token.md "Requesting a Token"). */
 static int
-fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, const char *scope,
-            cs_error **err)
+fetch_token_get(char **token_out, long *expires_out, csi_auth *a, csi_http *http,
+                const char *scope, bool with_basic, cs_error **err)
 {
     cs_buf url = CS_BUF_INIT;
     char *basic = NULL;
@@ -229,8 +235,8 @@ fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, co
         while (*sc == ' ')
             sc++;
     }
-    if (ret == 0 && a->cred.username != NULL) {
-        ret = cs_buf_puts(&url, "&account=", err);
+    if (ret == 0 && with_basic) {
+        ret = cs_buf_puts(&url, strchr(url.ptr, '?') ? "&account=" : "?account=", err);
         if (ret == 0)
             ret = csi_http_query_escape(&url, a->cred.username, err);
         if (ret == 0)
@@ -249,7 +255,7 @@ fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, co
         goto out;
     }
     if (resp.status == 401 || resp.status == 403) {
-        if (a->cred.username != NULL)
+        if (with_basic)
             ret = csi_error_http(err, CS_EAUTH, resp.status,
                                  "%s: wrong username or password for %s (token server answered "
                                  "HTTP %ld); run: docker login %s",
@@ -280,6 +286,129 @@ out:
     csi_http_resp_dispose(&resp);
     cs_buf_dispose(&url);
     return ret;
+}
+
+/* "host[:port]" of URL, for messages (at most 200 bytes). */
+static void
+url_host(char *dst, size_t dstsz, const char *url)
+{
+    const char *h = strstr(url, "://");
+    size_t n;
+
+    h = h ? h + 3 : url;
+    n = strcspn(h, "/?#");
+    if (n > 200)
+        n = 200;
+    snprintf(dst, dstsz, "%.*s", (int)n, h);
+}
+
+/* OAuth2 POST <realm> with grant_type=refresh_token (distribution docs/spec/auth/oauth.md),
+ * for an identity token from `docker login` or a credential helper's "<token>" answer.
+ * *FALLBACK is set (and 0 returned) when the token server does not do OAuth2 (404 or 405 to
+ * the POST: "refer to Token Documentation for using the HTTP GET method"). */
+static int
+fetch_token_oauth(char **token_out, long *expires_out, bool *fallback, csi_auth *a,
+                  csi_http *http, const char *scope, cs_error **err)
+{
+    static const char *const hdrs[] = {"Content-Type: application/x-www-form-urlencoded",
+                                       NULL};
+    cs_buf form = CS_BUF_INIT;
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    csi_token tok = {0};
+    char host[256];
+    int ret;
+
+    *fallback = false;
+    ret = cs_buf_puts(&form, "grant_type=refresh_token&client_id=cachesync", err);
+    if (ret == 0 && a->service != NULL) {
+        ret = cs_buf_puts(&form, "&service=", err);
+        if (ret == 0)
+            ret = csi_http_query_escape(&form, a->service, err);
+    }
+    if (ret == 0 && scope != NULL && *scope) {
+        /* one space-separated scope field, as the OAuth2 form takes it */
+        ret = cs_buf_puts(&form, "&scope=", err);
+        if (ret == 0)
+            ret = csi_http_query_escape(&form, scope, err);
+    }
+    if (ret == 0)
+        ret = cs_buf_puts(&form, "&refresh_token=", err);
+    if (ret == 0)
+        ret = csi_http_query_escape(&form, a->cred.identity_token, err);
+    if (ret < 0)
+        goto out;
+    req.method = "POST";
+    req.url = a->realm;
+    req.headers = hdrs;
+    req.body = form.ptr;
+    req.body_len = form.len;
+    req.max_body = TOKEN_BODY_MAX;
+    ret = csi_http_do(&resp, http, &req, err);
+    if (ret < 0) {
+        csi_error_wrap(err, "token for %s", a->domain);
+        goto out;
+    }
+    url_host(host, sizeof(host), a->realm);
+    if (resp.status == 404 || resp.status == 405) {
+        csi_log(CS_LOG_DEBUG, "%s: token server %s does not take OAuth2 POST (HTTP %ld); "
+                "using GET", a->domain, host, resp.status);
+        *fallback = true;
+        goto out;
+    }
+    /* RFC 6749 answers a bad refresh token with 400 invalid_grant; distribution-style
+     * servers with 401 */
+    if (resp.status == 401 || resp.status == 403 ||
+        (resp.status == 400 && resp.body.ptr != NULL &&
+         memmem(resp.body.ptr, resp.body.len, "invalid_grant", 13) != NULL)) {
+        ret = csi_error_http(err, CS_EAUTH, resp.status,
+                             "identity token refused by %s (HTTP %ld); run: docker login %s",
+                             host, resp.status, a->domain);
+        goto out;
+    }
+    if (resp.status != 200) {
+        ret = csi_error_http(err, CS_EPROTO, resp.status,
+                             "%s: token server %s answered HTTP %ld to the OAuth2 POST",
+                             a->domain, host, resp.status);
+        goto out;
+    }
+    ret = csi_token_parse(&tok, resp.body.ptr, resp.body.len, err);
+    if (ret < 0) {
+        csi_error_wrap(err, "%s: token server", a->domain);
+        goto out;
+    }
+    *token_out = tok.token;
+    tok.token = NULL;
+    *expires_out = tok.expires_in;
+out:
+    csi_token_dispose(&tok);
+    csi_http_resp_dispose(&resp);
+    if (form.ptr != NULL)
+        OPENSSL_cleanse(form.ptr, form.len);
+    cs_buf_dispose(&form);
+    return ret;
+}
+
+/* A token for SCOPE. With an identity token: the OAuth2 POST flow; when the token server
+ * has none (404/405), the GET flow as ggcr does, with Basic only when a password is known
+ * too (docker sends Basic for passwords only; an identity token alone means an anonymous
+ * GET, which gets what anonymous users get). Otherwise the GET flow, with Basic when there
+ * is a username. */
+static int
+fetch_token(char **token_out, long *expires_out, csi_auth *a, csi_http *http, const char *scope,
+            cs_error **err)
+{
+    if (a->cred.identity_token != NULL) {
+        bool fallback = false;
+        int ret = fetch_token_oauth(token_out, expires_out, &fallback, a, http, scope, err);
+
+        if (ret < 0 || !fallback)
+            return ret;
+        return fetch_token_get(token_out, expires_out, a, http, scope,
+                               a->cred.username != NULL && a->cred.password != NULL, err);
+    }
+    return fetch_token_get(token_out, expires_out, a, http, scope, a->cred.username != NULL,
+                           err);
 }
 
 int
@@ -407,7 +536,8 @@ csi_auth_challenge(csi_auth *a, const csi_http_resp *resp, const char *scope, bo
             ret = csi_error_http(err, CS_EAUTH, 401,
                                  "%s: wrong username or password for %s; run: docker login %s",
                                  a->domain, a->cred.username, a->domain);
-        else if (a->cred.username == NULL)
+        else if (a->cred.username == NULL && a->cred.identity_token == NULL &&
+                 a->cred.registry_token == NULL)
             ret = csi_error_http(err, CS_EAUTH, 401,
                                  "%s requires authentication; run: docker login %s", a->domain,
                                  a->domain);
