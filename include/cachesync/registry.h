@@ -20,6 +20,14 @@ extern "C" {
 typedef struct cs_registry_options {
     const char *docker_config_dir;          /* NULL: $DOCKER_CONFIG, else ~/.docker */
     const char *ca_file;                    /* extra CA bundle (--ca-cert), or NULL */
+    /* Docker's per-registry TLS directory (dockerd's certs.d rule): NULL means
+     * $CACHESYNC_CERTS_D when set and non-empty (so tests never touch the machine's /etc),
+     * else /etc/docker/certs.d. In CERTS_DIR/DOMAIN/ (DOMAIN as in the reference,
+     * "host[:port]"), every *.crt is an extra CA and a *.cert with its *.key (same base name)
+     * is the client certificate; a .cert without its .key, or a .key without its .cert, is
+     * an error. Extra CAs (these and ca_file) are added to the system's CAs, never replace
+     * them. */
+    const char *certs_dir;
     const char *const *insecure_registries; /* NULL-terminated host[:port] list, or NULL */
 } cs_registry_options;
 

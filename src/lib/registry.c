@@ -1,9 +1,14 @@
 /* OCI distribution API client (opencontainers/distribution-spec spec.md). */
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
 
 #include <cachesync/manifest.h>
 #include <cachesync/registry.h>
@@ -13,7 +18,6 @@
 #include "json.h"
 #include "log_int.h"
 #include "registry_int.h"
-
 
 /* docker.io is an alias; the API lives on registry-1.docker.io (moby DefaultRegistryHost). */
 static const char *
@@ -47,9 +51,12 @@ cs_registry_new(cs_registry **out, const char *domain, const cs_registry_options
         }
     }
     hopts.max_retries = -1;
-    hopts.ca_file = opts ? opts->ca_file : NULL;
     hopts.insecure_tls = r->insecure;
+    ret = csi_registry_setup_tls(r, &hopts, opts, err);
+    if (ret < 0)
+        goto fail;
     ret = csi_http_new(&r->http, &hopts, err);
+    free((char *)hopts.client_key);
     if (ret == 0)
         ret = csi_auth_new(&r->auth, domain, opts ? opts->docker_config_dir : NULL, err);
     if (ret < 0)
@@ -68,6 +75,11 @@ cs_registry_free(cs_registry *r)
         return;
     csi_http_free(r->http);
     csi_auth_free(r->auth);
+    if (r->ca_bundle != NULL)
+        unlink(r->ca_bundle);
+    free(r->ca_bundle);
+    free(r->certs_dir);
+    free(r->client_cert);
     free(r->domain);
     free(r->api_host);
     free(r->base);
@@ -102,7 +114,8 @@ error_body_summary(const csi_http_resp *resp)
 
 /* An error for a non-2xx answer to WHAT ("manifest app:tag"). */
 int
-csi_registry_status_error(cs_registry *r, const csi_http_resp *resp, const char *what, cs_error **err)
+csi_registry_status_error(cs_registry *r, const csi_http_resp *resp, const char *what,
+                          cs_error **err)
 {
     char *detail = error_body_summary(resp);
     const char *d = detail ? detail : "";
@@ -154,6 +167,16 @@ ping_at(csi_http_resp *resp, cs_registry *r, const char *scheme, cs_error **err)
     return ret;
 }
 
+/* Did the handshake fail because the server wants a client certificate (TLS alerts
+ * "certificate required", "handshake failure" after a CertificateRequest, "bad certificate")? */
+static bool
+client_cert_wanted(const cs_error *e)
+{
+    return e != NULL && (strstr(e->message, "certificate required") != NULL ||
+                         strstr(e->message, "bad certificate") != NULL ||
+                         strstr(e->message, "unknown ca") != NULL);
+}
+
 int
 cs_registry_ping(cs_registry *r, cs_error **err)
 {
@@ -168,7 +191,8 @@ cs_registry_ping(cs_registry *r, cs_error **err)
     /* dockerd allows plain HTTP for loopback and --insecure-registry hosts, trying TLS
      * first (moby daemon/pkg/registry service_v2.go); we fall back only when the TLS
      * handshake itself failed, never over a certificate that did not verify. */
-    if (ret < 0 && (r->loopback || r->insecure) && resp.tls_handshake_failed) {
+    if (ret < 0 && (r->loopback || r->insecure) && resp.tls_handshake_failed &&
+        !client_cert_wanted(first)) {
         cs_error_free(first);
         first = NULL;
         scheme = "http";
@@ -178,8 +202,18 @@ cs_registry_ping(cs_registry *r, cs_error **err)
         if (resp.tls_untrusted)
             ret = csi_error_set(err, CS_ENET,
                                 "%s: TLS certificate not trusted (%s); give its CA with "
-                                "--ca-cert FILE or put it in /etc/docker/certs.d/%s/ca.crt",
-                                r->domain, first ? first->message : "", r->domain);
+                                "--ca-cert FILE or put it in %s/%s/ca.crt",
+                                r->domain, first ? first->message : "", r->certs_dir, r->domain);
+        else if (resp.transport_error == CURLE_SSL_CERTPROBLEM && r->client_cert)
+            ret = csi_error_set(err, CS_ENET, "%s: client certificate %s refused by TLS (%s)",
+                                r->domain, r->client_cert, first ? first->message : "");
+        else if (client_cert_wanted(first))
+            ret = csi_error_set(err, CS_ENET,
+                                "%s: the registry requires a TLS client certificate%s%s (%s); "
+                                "put it in %s/%s/client.cert and its key in client.key",
+                                r->domain, r->client_cert ? " and refused " : "",
+                                r->client_cert ? r->client_cert : "", first ? first->message : "",
+                                r->certs_dir, r->domain);
         else
             ret = csi_error_set(err, CS_ENET, "cannot reach registry %s: %s", r->domain,
                                 first ? first->message : "transport error");

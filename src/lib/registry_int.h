@@ -14,6 +14,9 @@ struct cs_registry {
     bool loopback;
     csi_http *http;
     csi_auth *auth;
+    char *ca_bundle;   /* temporary CA bundle we wrote (removed on free), or NULL */
+    char *certs_dir;   /* the certs.d directory consulted */
+    char *client_cert; /* the client certificate in use, or NULL */
 };
 
 /* An error for a non-2xx answer RESP to WHAT ("manifest app:tag"): 404 -> CS_ENOTFOUND,
@@ -26,6 +29,11 @@ int csi_registry_status_error(cs_registry *r, const csi_http_resp *resp, const c
  * in RESP with 0. */
 int csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *req,
                          const char *scope, cs_error **err);
+
+/* TLS options for R from OPTS (--ca-cert, insecure) and the certs.d directory: fills HOPTS'
+ * CA bundle and client certificate (registry_tls.c). */
+int csi_registry_setup_tls(cs_registry *r, csi_http_opts *hopts, const cs_registry_options *opts,
+                           cs_error **err);
 
 /* "repository:REPO:pull" */
 int csi_registry_pull_scope(char **out, const char *repo, cs_error **err);
