@@ -56,6 +56,10 @@ int cs_store_writer_open(cs_store_writer **out, cs_store *s, const char *digest,
                          cs_error **err);
 bool cs_store_writer_present(const cs_store_writer *w);
 uint64_t cs_store_writer_offset(const cs_store_writer *w);
+/** The partial file being written (NULL when the blob is present). A descriptor opened on it
+ * reads the blob's bytes as they are written, and keeps reading them after the commit renames
+ * the file into blobs/. */
+const char *cs_store_writer_partial_path(const cs_store_writer *w);
 /** Append bytes; more than the blob's size is CS_EDIGEST. */
 int cs_store_writer_write(cs_store_writer *w, const void *data, size_t len, cs_error **err);
 /** Throw away what was written and start at offset 0. */

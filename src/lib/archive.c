@@ -23,8 +23,10 @@
 struct entry {
     char *header; /* the header block(s), built when the entry is added */
     size_t header_len;
-    char *path; /* content from this file, or */
-    char *data; /* from this copy */
+    char *path;                   /* content from this file, or */
+    char *data;                   /* from this copy, or */
+    csi_archive_reader_fn reader; /* from this callback */
+    void *reader_payload;
     uint64_t size;
 };
 
@@ -97,7 +99,7 @@ csi_archive_rewind(csi_archive *a)
 /* Append an entry with its header; takes PATH and DATA (freed on failure). */
 static int
 add_entry(csi_archive *a, const char *name, uint64_t size, unsigned mode, char typeflag, char *path,
-          char *data, cs_error **err)
+          char *data, struct entry **added, cs_error **err)
 {
     cs_buf hdr = CS_BUF_INIT;
     struct entry *e;
@@ -128,6 +130,10 @@ add_entry(csi_archive *a, const char *name, uint64_t size, unsigned mode, char t
     e->path = path;
     e->data = data;
     e->size = size;
+    e->reader = NULL;
+    e->reader_payload = NULL;
+    if (added != NULL)
+        *added = e;
     path = NULL;
     data = NULL;
 
@@ -146,7 +152,7 @@ csi_archive_add_file(csi_archive *a, const char *name, const char *path, uint64_
 
     if (p == NULL)
         return csi_error_oom(err);
-    return add_entry(a, name, size, 0644, CSI_TAR_REG, p, NULL, err);
+    return add_entry(a, name, size, 0644, CSI_TAR_REG, p, NULL, NULL, err);
 }
 
 int
@@ -159,7 +165,22 @@ csi_archive_add_mem(csi_archive *a, const char *name, const void *data, size_t l
         return csi_error_oom(err);
     if (len > 0)
         memcpy(copy, data, len);
-    return add_entry(a, name, len, 0644, CSI_TAR_REG, NULL, copy, err);
+    return add_entry(a, name, len, 0644, CSI_TAR_REG, NULL, copy, NULL, err);
+}
+
+int
+csi_archive_add_reader(csi_archive *a, const char *name, uint64_t size, csi_archive_reader_fn fn,
+                       void *payload, cs_error **err)
+{
+    struct entry *e = NULL;
+    int ret;
+
+    ret = add_entry(a, name, size, 0644, CSI_TAR_REG, NULL, NULL, &e, err);
+    if (ret == 0) {
+        e->reader = fn;
+        e->reader_payload = payload;
+    }
+    return ret;
 }
 
 int
@@ -170,7 +191,7 @@ csi_archive_add_dir(csi_archive *a, const char *name, cs_error **err)
     int ret;
 
     if (len > 0 && name[len - 1] == '/')
-        return add_entry(a, name, 0, 0755, CSI_TAR_DIR, NULL, NULL, err);
+        return add_entry(a, name, 0, 0755, CSI_TAR_DIR, NULL, NULL, NULL, err);
     dir = malloc(len + 2);
     if (dir == NULL)
         return csi_error_oom(err);
@@ -178,7 +199,7 @@ csi_archive_add_dir(csi_archive *a, const char *name, cs_error **err)
         memcpy(dir, name, len);
     dir[len] = '/';
     dir[len + 1] = '\0';
-    ret = add_entry(a, dir, 0, 0755, CSI_TAR_DIR, NULL, NULL, err);
+    ret = add_entry(a, dir, 0, 0755, CSI_TAR_DIR, NULL, NULL, NULL, err);
     free(dir);
     return ret;
 }
@@ -306,10 +327,13 @@ csi_archive_read(void *payload, char *buf, size_t len, cs_error **err)
             }
             left = e->size - a->off;
             n = left < len - done ? (size_t)left : len - done;
-            if (e->path != NULL) {
-                r = read_file_data(a, e, buf + done, n, err);
-                if (r < 0) {
-                    ret = (int)r;
+            if (e->path != NULL || e->reader != NULL) {
+                r = e->reader != NULL ? e->reader(e->reader_payload, buf + done, n, a->off, err)
+                                      : read_file_data(a, e, buf + done, n, err);
+                if (r <= 0) {
+                    ret = r < 0 ? (int)r
+                                : csi_error_set(err, CS_EIO, "no data for archive entry %llu",
+                                                (unsigned long long)a->cur);
                     goto out;
                 }
                 n = (size_t)r;

@@ -26,6 +26,14 @@ int csi_archive_add_file(csi_archive *a, const char *name, const char *path, uin
 int csi_archive_add_mem(csi_archive *a, const char *name, const void *data, size_t len,
                         cs_error **err);
 
+/* A regular file of SIZE bytes whose content FN supplies while streaming: up to LEN bytes
+ * at offset OFF of the content into BUF; it returns the count (> 0) or a negative CS_E* code
+ * with *err set. FN may block (e.g. until the bytes exist). OFF restarts at 0 after a rewind. */
+typedef long (*csi_archive_reader_fn)(void *payload, char *buf, size_t len, uint64_t off,
+                                      cs_error **err);
+int csi_archive_add_reader(csi_archive *a, const char *name, uint64_t size,
+                           csi_archive_reader_fn fn, void *payload, cs_error **err);
+
 /* A directory entry (NAME gets a trailing '/' if it lacks one). */
 int csi_archive_add_dir(csi_archive *a, const char *name, cs_error **err);
 

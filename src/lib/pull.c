@@ -1,11 +1,14 @@
 /* cs_pull: resolve, plan, fetch into the store; delivery is in pull_deliver.c. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error_int.h"
 #include "log_int.h"
@@ -104,7 +107,9 @@ csi_pull_event(csi_pull *p, cs_pull_event ev, const char *fmt, ...)
     va_end(ap);
     pr.event = ev;
     pr.message = msg;
+    pthread_mutex_lock(&p->event_mu);
     p->opts->progress(&pr, p->opts->progress_payload);
+    pthread_mutex_unlock(&p->event_mu);
 }
 
 int
@@ -162,8 +167,8 @@ resolve(csi_pull *p, cs_error **err)
         if (ret != CS_ENOTFOUND || e->http_status != 404 || i == o->nfallbacks) {
             if (ret == CS_ENOTFOUND && e->http_status == 404 && o->nfallbacks > 0) {
                 ret = csi_error_set(err, CS_ENOTFOUND,
-                                    "%s not found, nor any of its %zu fallbacks (last: %s)",
-                                    o->ref, o->nfallbacks, e->message);
+                                    "%s not found, nor any of its %zu fallbacks (last: %s)", o->ref,
+                                    o->nfallbacks, e->message);
                 cs_error_free(e);
                 return ret;
             }
@@ -195,22 +200,62 @@ store_documents(csi_pull *p, cs_error **err)
 
 /* ---- fetching --------------------------------------------------------------------------- */
 
+/* A blob's sink: its store writer, and the stream slot reading it when a load streams. */
+typedef struct wctx {
+    cs_store_writer *w;
+    csi_pull_slot *slot;
+} wctx;
+
 static int
 w_write(void *payload, const void *data, size_t len, cs_error **err)
 {
-    return cs_store_writer_write(payload, data, len, err);
+    wctx *c = payload;
+    int ret = cs_store_writer_write(c->w, data, len, err);
+
+    if (ret == 0)
+        csi_pull_slot_wrote(c->slot, len);
+    return ret;
 }
 
 static int
 w_restart(void *payload, cs_error **err)
 {
-    return cs_store_writer_restart(payload, err);
+    wctx *c = payload;
+
+    csi_pull_slot_restarted(c->slot);
+    return cs_store_writer_restart(c->w, err);
 }
 
 static int
 w_finish(void *payload, cs_error **err)
 {
-    return cs_store_writer_commit(payload, err);
+    wctx *c = payload;
+    int ret = cs_store_writer_commit(c->w, err);
+
+    csi_pull_slot_finished(c->slot, ret == 0);
+    return ret;
+}
+
+/* A read-only descriptor of PATH for a streamed load (-1 if it cannot be opened: that
+ * slot then fails the streamed load, and the caller loads from the store). */
+static int
+open_ro(const char *path)
+{
+    return path != NULL ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+}
+
+static void
+slot_from_store(csi_pull *p, size_t layer, const cs_descriptor *d)
+{
+    char *path = NULL;
+
+    if (p->stream == NULL)
+        return;
+    if (cs_store_blob_path(&path, p->store, d->digest, NULL) == 0)
+        csi_pull_slot_ready(p, layer, open_ro(path), (uint64_t)d->size, (uint64_t)d->size, true);
+    else
+        csi_pull_slot_ready(p, layer, -1, 0, 0, false);
+    free(path);
 }
 
 static void
@@ -228,7 +273,9 @@ fetch_progress(void *payload, const cs_blob_fetch *b, size_t delta, bool finishe
     pr.done = b->sink.offset;
     pr.total = (uint64_t)b->size;
     pr.bytes_done = p->bytes_done;
+    pthread_mutex_lock(&p->event_mu);
     p->opts->progress(&pr, p->opts->progress_payload);
+    pthread_mutex_unlock(&p->event_mu);
 }
 
 static bool
@@ -254,19 +301,23 @@ fetch_needed(csi_pull *p, const bool *need, bool count, cs_error **err)
     const cs_manifest *m = p->img->parsed;
     cs_blob_fetch *blobs = NULL;
     cs_store_writer **writers = NULL;
+    wctx *ctx = NULL;
+    size_t *layer_of = NULL;
     cs_pull_progress pr = {0};
     size_t i, n = 0;
     int ret = 0;
 
     blobs = calloc(m->nlayers ? m->nlayers : 1, sizeof(*blobs));
     writers = calloc(m->nlayers ? m->nlayers : 1, sizeof(*writers));
-    if (blobs == NULL || writers == NULL) {
+    ctx = calloc(m->nlayers ? m->nlayers : 1, sizeof(*ctx));
+    layer_of = calloc(m->nlayers ? m->nlayers : 1, sizeof(*layer_of));
+    if (blobs == NULL || writers == NULL || ctx == NULL || layer_of == NULL) {
         ret = csi_error_oom(err);
         goto out;
     }
     for (i = 0; i < m->nlayers; i++) {
         const cs_descriptor *d = &m->layers[i];
-        bool dup = false;
+        size_t dup = SIZE_MAX;
 
         if (!need[i]) {
             if (count)
@@ -276,13 +327,18 @@ fetch_needed(csi_pull *p, const bool *need, bool count, cs_error **err)
         if (cs_store_has_blob(p->store, d->digest, d->size)) {
             if (count)
                 p->res->layers_in_store++;
+            slot_from_store(p, i, d);
             continue;
         }
         /* the same blob twice in one image is fetched once */
-        for (size_t k = 0; k < n; k++)
-            dup = dup || strcmp(blobs[k].digest, d->digest) == 0;
-        if (dup)
+        for (size_t k = 0; k < n && dup == SIZE_MAX; k++) {
+            if (strcmp(blobs[k].digest, d->digest) == 0)
+                dup = layer_of[k];
+        }
+        if (dup != SIZE_MAX) {
+            csi_pull_slot_alias(p, i, dup);
             continue;
+        }
         ret = cs_store_writer_open(&writers[n], p->store, d->digest, d->size, err);
         if (ret < 0)
             goto out;
@@ -292,15 +348,23 @@ fetch_needed(csi_pull *p, const bool *need, bool count, cs_error **err)
             writers[n] = NULL;
             if (count)
                 p->res->layers_in_store++;
+            slot_from_store(p, i, d);
             continue;
         }
+        ctx[n].w = writers[n];
+        if (p->stream != NULL) {
+            ctx[n].slot = &p->stream->slots[i];
+            csi_pull_slot_ready(p, i, open_ro(cs_store_writer_partial_path(writers[n])),
+                                (uint64_t)d->size, cs_store_writer_offset(writers[n]), false);
+        }
+        layer_of[n] = i;
         blobs[n].digest = d->digest;
         blobs[n].size = d->size;
         blobs[n].sink.offset = cs_store_writer_offset(writers[n]);
         blobs[n].sink.write = w_write;
         blobs[n].sink.restart = w_restart;
         blobs[n].sink.finish = w_finish;
-        blobs[n].sink.payload = writers[n];
+        blobs[n].sink.payload = &ctx[n];
         pr.bytes_to_fetch += (uint64_t)d->size - blobs[n].sink.offset;
         n++;
     }
@@ -320,6 +384,8 @@ out:
     for (i = 0; writers != NULL && i < m->nlayers; i++)
         cs_store_writer_close(writers[i]);
     free(writers);
+    free(ctx);
+    free(layer_of);
     free(blobs);
     return ret;
 }
@@ -394,6 +460,7 @@ cs_pull(cs_pull_result **out, const cs_pull_options *opts, cs_error **err)
     int ret;
 
     p.opts = opts;
+    pthread_mutex_init(&p.event_mu, NULL);
     p.res = calloc(1, sizeof(*p.res));
     if (p.res == NULL)
         return csi_error_oom(err);
@@ -453,8 +520,16 @@ cs_pull(cs_pull_result **out, const cs_pull_options *opts, cs_error **err)
         ret = csi_pull_plan_docker(&p, err);
         if (ret < 0)
             goto out;
+        /* CACHESYNC_NO_STREAM=1: load only after the download, as before (benchmarks) */
+        if (csi_pull_stream_possible(&p) && getenv("CACHESYNC_NO_STREAM") == NULL) {
+            ret = csi_pull_stream_start(&p, err);
+            if (ret < 0)
+                goto out;
+        }
     }
     ret = fetch_layers(&p, err);
+    if (p.stream != NULL)
+        (void)csi_pull_stream_end(&p, ret < 0, NULL);
     if (ret < 0)
         goto out;
     ret = record_ref(&p, err);
@@ -485,6 +560,10 @@ cs_pull(cs_pull_result **out, const cs_pull_options *opts, cs_error **err)
     *out = p.res;
     p.res = NULL;
 out:
+    if (p.stream != NULL && p.stream->started)
+        (void)csi_pull_stream_end(&p, true, NULL);
+    csi_pull_stream_free(p.stream);
+    pthread_mutex_destroy(&p.event_mu);
     cs_pull_result_free(p.res);
     cs_reference_free(p.ref);
     cs_reference_free(p.served);

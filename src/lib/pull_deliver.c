@@ -122,8 +122,10 @@ layer_source(char **path_out, uint64_t *size_out, csi_pull *p, size_t i, cs_erro
         *size_out = (uint64_t)st.st_size;
         goto out;
     }
-    csi_pull_event(p, CS_PULL_NOTE, "layer %zu is zstd, which Docker %s cannot load: sending it "
-                   "as plain tar", i, p->dinfo->version);
+    csi_pull_event(p, CS_PULL_NOTE,
+                   "layer %zu is zstd, which Docker %s cannot load: sending it "
+                   "as plain tar",
+                   i, p->dinfo->version);
     ret = csi_decompress_file(src, *path_out, TRANSCODE_MAX, digest, &size, err);
     if (ret == 0 && strcmp(digest, c->diff_ids[i]) != 0) {
         unlink(*path_out);
@@ -143,9 +145,9 @@ out:
 
 /* A docker-archive of the image: config, the layers from FIRST on (earlier ones are listed
  * but left out: the daemon holds them), manifest.json naming REPO_TAG. */
-static int
-build_archive(csi_archive **out, csi_pull *p, size_t first, const char *repo_tag,
-              bool transcode, cs_error **err)
+int
+csi_pull_build_archive(csi_archive **out, csi_pull *p, size_t first, const char *repo_tag,
+                       bool transcode, bool stream, cs_error **err)
 {
     const cs_manifest *m = p->img->parsed;
     csi_archive *a = NULL;
@@ -175,6 +177,11 @@ build_archive(csi_archive **out, csi_pull *p, size_t first, const char *repo_tag
         }
         if (i < first)
             continue;
+        if (stream) {
+            ret = csi_archive_add_reader(a, names[i], (uint64_t)m->layers[i].size,
+                                         csi_pull_slot_read, &p->stream->slots[i], err);
+            continue;
+        }
         if (transcode) {
             ret = layer_source(&path, &size, p, i, err);
         } else {
@@ -210,7 +217,7 @@ load(csi_pull *p, size_t first, const char *repo_tag, cs_error **err)
     csi_archive *a = NULL;
     int ret;
 
-    ret = build_archive(&a, p, first, repo_tag, true, err);
+    ret = csi_pull_build_archive(&a, p, first, repo_tag, true, false, err);
     if (ret < 0)
         return ret;
     ret = cs_daemon_load(p->daemon, csi_archive_read, a, &res, err);
@@ -249,11 +256,25 @@ csi_pull_deliver_docker(csi_pull *p, cs_error **err)
             ret = csi_pull_add_delivery(p, "docker", "image present, tagged", err);
         goto out;
     }
-    ret = load(p, p->daemon_prefix, p->ref->tag ? familiar : NULL, &e);
+    ret = -1;
+    if (p->stream != NULL) {
+        /* the load ran during the download */
+        ret = p->stream->load_ret;
+        if (ret < 0) {
+            csi_log(CS_LOG_DEBUG,
+                    "the load during the download failed (%s): loading from the "
+                    "store",
+                    p->stream->load_err ? p->stream->load_err->message : "?");
+        }
+    }
+    if (ret < 0)
+        ret = load(p, p->daemon_prefix, p->ref->tag ? familiar : NULL, &e);
     if (ret < 0 && p->daemon_prefix > 0 && ret != CS_EDIGEST && ret != CS_EIO) {
         /* the daemon would not skip the layers it holds: send them all */
-        csi_pull_event(p, CS_PULL_NOTE, "the daemon refused the archive without its own layers "
-                       "(%s); sending all layers", e->message);
+        csi_pull_event(p, CS_PULL_NOTE,
+                       "the daemon refused the archive without its own layers "
+                       "(%s); sending all layers",
+                       e->message);
         cs_error_free(e);
         e = NULL;
         ret = csi_pull_fetch_prefix(p, p->daemon_prefix, err);
@@ -276,9 +297,8 @@ csi_pull_deliver_docker(csi_pull *p, cs_error **err)
         if (ret < 0)
             goto out;
         if (strcmp(di->id, config) != 0 && !p->dinfo->containerd_store) {
-            ret = csi_error_set(err, CS_EPROTO,
-                                "after the load, %s names %s in the daemon, not %s", familiar,
-                                di->id, config);
+            ret = csi_error_set(err, CS_EPROTO, "after the load, %s names %s in the daemon, not %s",
+                                familiar, di->id, config);
             goto out;
         }
     }
@@ -303,7 +323,7 @@ csi_pull_deliver_archive(csi_pull *p, const cs_target *t, cs_error **err)
 
     if (familiar == NULL)
         return csi_error_oom(err);
-    ret = build_archive(&a, p, 0, p->ref->tag ? familiar : NULL, false, err);
+    ret = csi_pull_build_archive(&a, p, 0, p->ref->tag ? familiar : NULL, false, false, err);
     if (ret == 0)
         ret = csi_archive_write_file(a, t->path, err);
     if (ret == 0 && asprintf(&label, "archive:%s", t->path) < 0) {
@@ -418,8 +438,8 @@ csi_pull_deliver_oci(csi_pull *p, const cs_target *t, cs_error **err)
             json_array_remove(list, i);
     }
     desc = json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", CS_MEDIA_OCI_MANIFEST, "digest",
-                     oci_digest, "size", (json_int_t)oci.len,
-                     "annotations", "org.opencontainers.image.ref.name", tag);
+                     oci_digest, "size", (json_int_t)oci.len, "annotations",
+                     "org.opencontainers.image.ref.name", tag);
     if (desc == NULL || json_array_append_new(list, desc) != 0) {
         ret = csi_error_oom(err);
         goto out;

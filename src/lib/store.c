@@ -379,6 +379,12 @@ cs_store_writer_offset(const cs_store_writer *w)
     return w->offset;
 }
 
+const char *
+cs_store_writer_partial_path(const cs_store_writer *w)
+{
+    return w->present ? NULL : w->partial;
+}
+
 int
 cs_store_writer_write(cs_store_writer *w, const void *data, size_t len, cs_error **err)
 {

@@ -112,8 +112,10 @@ S=$WORK/store-corrupt
 start_proxy bad "$reg_REG_URL" --corrupt-blob "$big"
 BADREF=$bad_REG/$REPO:v1
 assert_exit 5 "a corrupted layer fails with exit 5 (integrity)" -- \
-    env DOCKER_HOST="$b_DOCKER_HOST" "$cs" --store "$S" pull --to docker "$BADREF"
+    env DOCKER_HOST="$b_DOCKER_HOST" "$cs" -v -v --store "$S" pull --to docker "$BADREF"
 cp "$WORK/err" "$WORK/corrupt.err"
+# the load streams while the layers download: it had started when the corruption showed
+assert_contains "$WORK/corrupt.err" "> POST .*/images/load" "the daemon load had started during the download"
 assert_contains "$bad_LOG" "/blobs/$big .*fault=corrupt@" "the proxy corrupted the large layer"
 assert_contains "$WORK/corrupt.err" "$big" "stderr names the corrupted digest"
 if docker_cli b image inspect "$BADREF" >/dev/null 2>&1; then
