@@ -44,6 +44,8 @@ typedef enum {
     CS_PULL_FETCHED,   /* a blob verified in the store: digest, total */
     CS_PULL_DELIVERED, /* message: what a target got */
     CS_PULL_NOTE,      /* message: something the user should know */
+    CS_PULL_LOADING,   /* the daemon load: done = archive bytes sent so far, total = its size;
+                        * once done == total the daemon unpacks and registers the layers */
 } cs_pull_event;
 
 typedef struct cs_pull_progress {

@@ -114,27 +114,27 @@ print_json(const char *label, const cs_image *img, const cs_audit *au)
         const cs_audit_layer *l = &au->layers[i];
 
         total += l->size;
-        json_array_append_new(
-            layers, json_pack("{s:i,s:s,s:I,s:s,s:s?,s:s?,s:b}", "index", (int)i, "digest",
-                              l->digest, "size", (json_int_t)l->size, "media_type", l->media_type,
-                              "diff_id", l->diff_id, "created_by", l->step, "covered",
-                              l->covered));
+        json_array_append_new(layers, json_pack("{s:i,s:s,s:I,s:s,s:s?,s:s?,s:b}", "index", (int)i,
+                                                "digest", l->digest, "size", (json_int_t)l->size,
+                                                "media_type", l->media_type, "diff_id", l->diff_id,
+                                                "created_by", l->step, "covered", l->covered));
     }
     cache = json_pack("{s:b,s:i,s:I,s:i,s:I,s:i}", "inline", au->has_cache, "records",
                       (int)au->records, "metadata_bytes", (json_int_t)au->metadata_bytes,
                       "layers_covered", (int)au->layers_covered, "bytes_covered",
                       (json_int_t)au->bytes_covered, "base_layers", (int)au->base_layers);
     if (au->first_uncovered_set)
-        json_object_set_new(cache, "first_uncovered", json_integer((json_int_t)au->first_uncovered));
-    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o,s:o,s:o,s:s?}",
-                  "reference", label, "digest", img->top_digest, "media_type",
-                  img->top_media_type ? img->top_media_type : "", "manifest_digest",
-                  img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
-                  img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size,
-                  "inline_cache", c && c->has_inline_cache, "inline_cache_bytes",
-                  (json_int_t)(c ? c->inline_cache_bytes : 0), "layer_count", (int)img->parsed->nlayers,
-                  "layers_size", (json_int_t)total, "layers", layers, "cache", cache,
-                  "warnings", json_strings(au->warnings, au->nwarnings), "fix", au->fix);
+        json_object_set_new(cache, "first_uncovered",
+                            json_integer((json_int_t)au->first_uncovered));
+    o = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I},s:b,s:I,s:i,s:I,s:o,s:o,s:o,s:s?}", "reference", label,
+        "digest", img->top_digest, "media_type", img->top_media_type ? img->top_media_type : "",
+        "manifest_digest", img->manifest_digest, "platform", plat ? plat : "", "config", "digest",
+        img->parsed->config.digest, "size", (json_int_t)img->parsed->config.size, "inline_cache",
+        c && c->has_inline_cache, "inline_cache_bytes", (json_int_t)(c ? c->inline_cache_bytes : 0),
+        "layer_count", (int)img->parsed->nlayers, "layers_size", (json_int_t)total, "layers",
+        layers, "cache", cache, "warnings", json_strings(au->warnings, au->nwarnings), "fix",
+        au->fix);
     if (o != NULL)
         cli_print_json(o);
     json_decref(o);
@@ -174,7 +174,10 @@ print_table(const char *label, const cs_image *img, const cs_audit *au)
     printf("%3s  %-9s  %-5s  %-19s  %-6s %s\n", "#", "SIZE", "TYPE", "DIGEST", "CACHE", "STEP");
     for (i = 0; i < au->nlayers; i++) {
         const cs_audit_layer *l = &au->layers[i];
-        const char *cov = !au->has_cache ? "-" : l->covered ? "yes" : i < au->base_layers ? "base" : "NO";
+        const char *cov = !au->has_cache        ? "-"
+                          : l->covered          ? "yes"
+                          : i < au->base_layers ? "base"
+                                                : "NO";
 
         step_display(step, sizeof(step), l->step);
         printf("%3zu  %-9s  %-5s  %-19.19s  %-6s %s\n", i, cli_human_size(sz, sizeof(sz), l->size),
@@ -247,8 +250,7 @@ print_dot(const cs_audit *au)
 }
 
 static void
-print_against(const char *ref, const char *other, const cs_audit *b, const cs_audit *o,
-              bool json)
+print_against(const char *ref, const char *other, const cs_audit *b, const cs_audit *o, bool json)
 {
     cs_audit_compare c;
     char step[160];
@@ -262,7 +264,8 @@ print_against(const char *ref, const char *other, const cs_audit *b, const cs_au
                               "divergence_step", c.divergence_step);
 
         if (c.diverges)
-            json_object_set_new(j, "first_divergence", json_integer((json_int_t)c.first_divergence));
+            json_object_set_new(j, "first_divergence",
+                                json_integer((json_int_t)c.first_divergence));
         cli_print_json(j);
         json_decref(j);
         return;

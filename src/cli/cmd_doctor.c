@@ -32,10 +32,9 @@ cmd_doctor(int argc, char **argv)
         json_t *checks = json_array(), *obj;
 
         for (i = 0; i < rep->nchecks; i++)
-            json_array_append_new(checks,
-                                  json_pack("{s:s,s:s,s:s}", "name", rep->checks[i].name,
-                                            "status", marks[rep->checks[i].status] , "detail",
-                                            rep->checks[i].detail));
+            json_array_append_new(checks, json_pack("{s:s,s:s,s:s}", "name", rep->checks[i].name,
+                                                    "status", marks[rep->checks[i].status],
+                                                    "detail", rep->checks[i].detail));
         obj = json_pack("{s:s,s:b,s:o,s:s?}", "ref", rep->ref, "ready", rep->ready, "checks",
                         checks, "fix", rep->fix);
         if (obj != NULL)

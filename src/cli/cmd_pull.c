@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli_output.h"
+#include "cli_progress.h"
 #include "cmd.h"
 
 #define MAX_LIST 16
@@ -40,88 +41,69 @@ pull_option(int c, const char *arg, void *payload)
     }
 }
 
-/* What the user sees while it runs: on a terminal one status line redrawn at most ten times a
- * second; otherwise one line per finished step. */
+/* What the user sees while it runs (cli_progress.h): on a terminal a line per layer being
+ * fetched, the daemon load, and a total line; otherwise one line per finished step. */
 typedef struct view {
-    bool tty;
+    cli_progress *pg;
     size_t to_fetch, fetched;
     uint64_t bytes_to_fetch, bytes_done;
-    double t0, last_draw;
-    bool line_open;
+    bool unpacking;
 } view;
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
-view_clear(view *v)
+view_status(view *v)
 {
-    if (v->line_open) {
-        fputs("\r\033[K", stderr);
-        v->line_open = false;
-    }
-}
+    char a[32], b[32];
 
-static void
-view_draw(view *v, bool force)
-{
-    char a[32], b[32], r[32];
-    double t = now_s(), el = t - v->t0;
-
-    if (!v->tty || cli_g.quiet || (!force && t - v->last_draw < 0.1))
-        return;
-    v->last_draw = t;
-    fprintf(stderr, "\r\033[Kfetching: %zu/%zu layers, %s / %s, %s/s", v->fetched, v->to_fetch,
-            cli_human_size(a, sizeof(a), (long long)v->bytes_done),
-            cli_human_size(b, sizeof(b), (long long)v->bytes_to_fetch),
-            cli_human_size(r, sizeof(r), el > 0 ? (long long)(v->bytes_done / el) : 0));
-    v->line_open = true;
+    cli_progress_status(v->pg, "total: %zu/%zu layers, %s / %s", v->fetched, v->to_fetch,
+                        cli_human_size(a, sizeof(a), (long long)v->bytes_done),
+                        cli_human_size(b, sizeof(b), (long long)v->bytes_to_fetch));
 }
 
 static void
 on_progress(const cs_pull_progress *p, void *payload)
 {
     view *v = payload;
-    char a[32];
+    char a[32], label[24];
 
     switch (p->event) {
     case CS_PULL_PLANNED:
         v->to_fetch = p->layers_to_fetch;
         v->bytes_to_fetch = p->bytes_to_fetch;
-        if (!cli_g.quiet)
-            cli_notef("fetching %zu of %zu layers (%s)", p->layers_to_fetch, p->layers_total,
-                      cli_human_size(a, sizeof(a), (long long)p->bytes_to_fetch));
-        view_draw(v, true);
+        cli_progress_print(v->pg, "fetching %zu of %zu layers (%s)", p->layers_to_fetch,
+                           p->layers_total,
+                           cli_human_size(a, sizeof(a), (long long)p->bytes_to_fetch));
+        view_status(v);
         break;
     case CS_PULL_PROGRESS:
         v->bytes_done = p->bytes_done;
-        view_draw(v, false);
+        snprintf(label, sizeof(label), "%.19s", p->digest);
+        cli_progress_item(v->pg, p->digest, label, "downloading", p->done, p->total);
+        view_status(v);
         break;
     case CS_PULL_FETCHED:
         v->fetched++;
         v->bytes_done = p->bytes_done;
-        view_clear(v);
-        if (!cli_g.quiet)
-            cli_notef("fetched %.19s (%s)", p->digest,
-                      cli_human_size(a, sizeof(a), (long long)p->total));
-        view_draw(v, true);
+        cli_progress_item_done(v->pg, p->digest, "fetched %.19s (%s)", p->digest,
+                               cli_human_size(a, sizeof(a), (long long)p->total));
+        view_status(v);
+        break;
+    case CS_PULL_LOADING:
+        if (p->total > 0 && p->done == p->total && !v->unpacking) {
+            v->unpacking = true;
+            cli_progress_item(v->pg, "load", "docker", "unpacking", 0, 0);
+        } else if (!v->unpacking) {
+            cli_progress_item(v->pg, "load", "docker", "sending", p->done, p->total);
+        }
         break;
     case CS_PULL_RESOLVED:
-        cli_notef("resolved %s", p->message);
+        cli_progress_print(v->pg, "resolved %s", p->message);
         break;
     case CS_PULL_DELIVERED:
-        view_clear(v);
-        cli_notef("%s", p->message);
+        cli_progress_item_done(v->pg, "load", "%s", p->message);
         break;
     case CS_PULL_NOTE:
-        view_clear(v);
-        cli_notef("note: %s", p->message);
+        cli_progress_print(v->pg, "note: %s", p->message);
         break;
     }
 }
@@ -135,8 +117,8 @@ print_json(const cs_pull_result *r)
     for (i = 0; i < r->ndeliveries; i++)
         json_array_append_new(dl, json_pack("{s:s,s:s}", "target", r->deliveries[i].target,
                                             "outcome", r->deliveries[i].outcome));
-    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:i,s:i,s:i,s:i,s:I,s:I},s:o,s:f}", "ref",
-                  r->ref, "served_by", r->served_by, "digest", r->top_digest, "manifest_digest",
+    o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:i,s:i,s:i,s:i,s:I,s:I},s:o,s:f}", "ref", r->ref,
+                  "served_by", r->served_by, "digest", r->top_digest, "manifest_digest",
                   r->manifest_digest, "config_digest", r->config_digest, "platform", r->platform,
                   "layers", "total", (int)r->layers_total, "fetched", (int)r->layers_fetched,
                   "in_store", (int)r->layers_in_store, "in_daemon", (int)r->layers_in_daemon,
@@ -193,18 +175,18 @@ cmd_pull(int argc, char **argv)
     po.store_dir = cli_g.store;
     po.jobs = cli_g.jobs;
     cli_registry_options(&po.registry);
-    v.tty = isatty(STDERR_FILENO) && !cli_g.json;
-    v.t0 = now_s();
+    v.pg = cli_progress_start();
     po.progress = on_progress;
     po.progress_payload = &v;
     if (!cli_g.quiet)
         cli_notef("pulling %s", po.ref);
-    if (cs_pull(&res, &po, &err) < 0) {
-        view_clear(&v);
+    r = cs_pull(&res, &po, &err);
+    cli_progress_finish(v.pg);
+    v.pg = NULL;
+    if (r < 0) {
         r = cli_fail(err);
         goto out;
     }
-    view_clear(&v);
     if (cli_g.json)
         print_json(res);
     if (!cli_g.quiet)

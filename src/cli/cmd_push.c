@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli_output.h"
+#include "cli_progress.h"
 #include "cmd.h"
 
 #define MAX_TAGS 16
@@ -37,27 +38,28 @@ push_option(int c, const char *arg, void *payload)
     }
 }
 
+/* On a terminal a status line says which step runs (reading and compressing a large image
+ * takes a while); every finished step is a line of its own. */
 static void
 on_progress(const cs_push_progress *p, void *payload)
 {
+    cli_progress *pg = payload;
     char sz[32];
 
-    (void)payload;
-    if (cli_g.quiet)
-        return;
     switch (p->event) {
     case CS_PUSH_SOURCE:
-        cli_notef("read %s", p->message);
+        cli_progress_print(pg, "read %s", p->message);
+        cli_progress_status(pg, "uploading what the registry lacks");
         break;
     case CS_PUSH_BLOB:
-        cli_notef("%.19s %s (%s)", p->digest, p->message,
-                  cli_human_size(sz, sizeof(sz), (long long)p->total));
+        cli_progress_print(pg, "%.19s %s (%s)", p->digest, p->message,
+                           cli_human_size(sz, sizeof(sz), (long long)p->total));
         break;
     case CS_PUSH_MANIFEST:
-        cli_notef("pushed %s@%s", p->message, p->digest);
+        cli_progress_print(pg, "pushed %s@%s", p->message, p->digest);
         break;
     case CS_PUSH_NOTE:
-        cli_notef("note: %s", p->message);
+        cli_progress_print(pg, "note: %s", p->message);
         break;
     }
 }
@@ -93,6 +95,7 @@ cmd_push(int argc, char **argv)
     cs_push_result *res = NULL;
     cs_platform plat = {0};
     cs_error *err = NULL;
+    cli_progress *pg;
     char b1[32];
     int r;
 
@@ -114,10 +117,15 @@ cmd_push(int argc, char **argv)
     po.store_dir = cli_g.store;
     po.jobs = cli_g.jobs;
     cli_registry_options(&po.registry);
-    po.progress = on_progress;
     if (!cli_g.quiet)
         cli_notef("pushing %s to %s", po.source, po.ref);
-    if (cs_push(&res, &po, &err) < 0) {
+    pg = cli_progress_start();
+    cli_progress_status(pg, "reading %s", po.source);
+    po.progress = on_progress;
+    po.progress_payload = pg;
+    r = cs_push(&res, &po, &err);
+    cli_progress_finish(pg);
+    if (r < 0) {
         r = cli_fail(err);
         goto out;
     }

@@ -124,16 +124,45 @@ cli_print_usage(FILE *f)
 int
 cmd_help(int argc, char **argv)
 {
-    const cli_cmd *c;
+    const cli_cmd *c = NULL;
+    json_t *o = NULL, *list;
+    int r;
 
-    if (argc < 2 || strcmp(argv[0], "help") != 0) {
+    if (argc < 1 || strcmp(argv[0], "help") != 0) {
+        /* `cachesync` alone or an unknown spelling: the overview */
         cli_print_usage(stdout);
         return CLI_EXIT_OK;
     }
-    c = cli_cmd_find(argv[1]);
-    if (c == NULL)
-        return cli_usage("help", "unknown command \"%s\"", argv[1]);
-    fputs(c->usage, stdout);
+    r = cli_parse(argc, argv, "help", NULL, NULL, NULL);
+    if (r != 0)
+        return r < 0 ? CLI_EXIT_OK : r;
+    if (argc - optind > 1)
+        return cli_usage("help", "unexpected argument \"%s\"", argv[optind + 1]);
+    if (optind < argc) {
+        c = cli_cmd_find(argv[optind]);
+        if (c == NULL)
+            return cli_usage("help", "unknown command \"%s\"", argv[optind]);
+    }
+    if (!cli_g.json) {
+        if (c != NULL)
+            fputs(c->usage, stdout);
+        else
+            cli_print_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (c != NULL) {
+        o = json_pack("{s:s,s:s,s:s}", "command", c->name, "summary", c->summary, "usage",
+                      c->usage);
+    } else {
+        list = json_array();
+        for (c = cli_cmds; c->name != NULL; c++)
+            json_array_append_new(list,
+                                  json_pack("{s:s,s:s}", "name", c->name, "summary", c->summary));
+        o = json_pack("{s:s,s:o}", "version", PACKAGE_VERSION, "commands", list);
+    }
+    if (o != NULL)
+        cli_print_json(o);
+    json_decref(o);
     return CLI_EXIT_OK;
 }
 

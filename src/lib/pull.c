@@ -112,6 +112,23 @@ csi_pull_event(csi_pull *p, cs_pull_event ev, const char *fmt, ...)
     pthread_mutex_unlock(&p->event_mu);
 }
 
+void
+csi_pull_event_bytes(csi_pull *p, cs_pull_event ev, const char *digest, uint64_t done,
+                     uint64_t total)
+{
+    cs_pull_progress pr = {0};
+
+    if (p->opts->progress == NULL)
+        return;
+    pr.event = ev;
+    pr.digest = digest;
+    pr.done = done;
+    pr.total = total;
+    pthread_mutex_lock(&p->event_mu);
+    p->opts->progress(&pr, p->opts->progress_payload);
+    pthread_mutex_unlock(&p->event_mu);
+}
+
 int
 csi_pull_add_delivery(csi_pull *p, const char *target, const char *outcome, cs_error **err)
 {

@@ -210,19 +210,53 @@ out:
     return ret;
 }
 
+/* The load's body, counted for progress (an event per MiB at most). */
+typedef struct counted {
+    csi_pull *p;
+    csi_archive *a;
+    uint64_t sent, total, reported;
+} counted;
+
+static long
+counted_read(void *payload, char *buf, size_t len, cs_error **err)
+{
+    counted *c = payload;
+    long n = csi_archive_read(c->a, buf, len, err);
+
+    if (n > 0) {
+        c->sent += (uint64_t)n;
+        if (c->sent - c->reported >= (1u << 20) || c->sent == c->total) {
+            c->reported = c->sent;
+            csi_pull_event_bytes(c->p, CS_PULL_LOADING, NULL, c->sent, c->total);
+        }
+    }
+    return n;
+}
+
+int
+csi_pull_daemon_load(csi_pull *p, csi_archive *a, cs_error **err)
+{
+    cs_daemon_load_result res = {0};
+    counted c = {p, a, 0, csi_archive_size(a), 0};
+    int ret;
+
+    csi_pull_event_bytes(p, CS_PULL_LOADING, NULL, 0, c.total);
+    ret = cs_daemon_load(p->daemon, counted_read, &c, &res, err);
+    cs_daemon_load_result_dispose(&res);
+    return ret;
+}
+
 static int
 load(csi_pull *p, size_t first, const char *repo_tag, cs_error **err)
 {
-    cs_daemon_load_result res = {0};
     csi_archive *a = NULL;
     int ret;
 
     ret = csi_pull_build_archive(&a, p, first, repo_tag, true, false, err);
     if (ret < 0)
         return ret;
-    ret = cs_daemon_load(p->daemon, csi_archive_read, a, &res, err);
+    ret = csi_pull_daemon_load(p, a, err);
     csi_archive_free(a);
-    cs_daemon_load_result_dispose(&res);
     return ret;
 }
 

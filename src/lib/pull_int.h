@@ -66,6 +66,8 @@ typedef struct csi_pull {
 
 void csi_pull_event(csi_pull *p, cs_pull_event ev, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void csi_pull_event_bytes(csi_pull *p, cs_pull_event ev, const char *digest, uint64_t done,
+                          uint64_t total);
 int csi_pull_add_delivery(csi_pull *p, const char *target, const char *outcome, cs_error **err);
 
 /* What the daemon holds of the image (sets daemon_* fields). */
@@ -95,6 +97,9 @@ long csi_pull_slot_read(void *payload, char *buf, size_t len, uint64_t off, cs_e
 struct csi_archive;
 int csi_pull_build_archive(struct csi_archive **out, csi_pull *p, size_t first,
                            const char *repo_tag, bool transcode, bool stream, cs_error **err);
+
+/* Send archive A to the daemon's load, reporting CS_PULL_LOADING progress. */
+int csi_pull_daemon_load(csi_pull *p, struct csi_archive *a, cs_error **err);
 
 /* Deliver from the store (every blob the target needs is there). */
 int csi_pull_deliver_docker(csi_pull *p, cs_error **err);

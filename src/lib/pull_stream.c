@@ -100,7 +100,6 @@ loader(void *arg)
 {
     csi_pull *p = arg;
     csi_pull_stream *st = p->stream;
-    cs_daemon_load_result res = {0};
     struct csi_archive *a = NULL;
     char *familiar = NULL;
 
@@ -114,8 +113,7 @@ loader(void *arg)
     st->load_ret =
         csi_pull_build_archive(&a, p, p->daemon_prefix, familiar, false, true, &st->load_err);
     if (st->load_ret == 0)
-        st->load_ret = cs_daemon_load(p->daemon, csi_archive_read, a, &res, &st->load_err);
-    cs_daemon_load_result_dispose(&res);
+        st->load_ret = csi_pull_daemon_load(p, a, &st->load_err);
     csi_archive_free(a);
     free(familiar);
     return NULL;
