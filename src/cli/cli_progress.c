@@ -192,7 +192,12 @@ cli_progress_item(cli_progress *pg, const char *key, const char *label, const ch
     if (!pg->tty)
         return;
     pthread_mutex_lock(&pg->mu);
-    it = find(pg, key, true);
+    it = find(pg, key, false);
+    if (it == NULL) {
+        /* a new line is drawn at once: every layer shows up, however fast it goes */
+        it = find(pg, key, true);
+        pg->last_draw = 0;
+    }
     if (it != NULL) {
         snprintf(it->label, sizeof(it->label), "%s", label);
         snprintf(it->state, sizeof(it->state), "%s", state);
