@@ -113,8 +113,8 @@ push_blob(push *p, const cs_source_blob *b, cs_error **err)
         if (mounted) {
             p->res->blobs_mounted++;
         } else {
-            ret = cs_registry_upload_blob(p->reg, p->ref->path, b->digest, b->size, b->path,
-                                          &sent, err);
+            ret = cs_registry_upload_blob(p->reg, p->ref->path, b->digest, b->size, b->path, &sent,
+                                          err);
             p->res->bytes_uploaded += sent;
             if (ret < 0)
                 return ret;
@@ -125,6 +125,35 @@ push_blob(push *p, const cs_source_blob *b, cs_error **err)
     /* remember where it is, for mounts into other repositories later */
     csi_layermap_seen(p->store, b->digest, p->repo_key, NULL);
     return 0;
+}
+
+/* Does every tag already name exactly this manifest? A registry accepts a manifest only once
+ * it holds its blobs, so then nothing needs a HEAD or an upload: an unchanged push costs the
+ * ping and one GET per tag. The manifest is compared byte for byte, not by the registry's
+ * digest header. Any failure here just means "push normally". */
+static bool
+already_pushed(push *p, const cs_source_image *img)
+{
+    cs_buf got = CS_BUF_INIT;
+    char digest[CS_DIGEST_STRLEN];
+    char *mt = NULL;
+    cs_error *e = NULL;
+    bool same = true;
+    size_t i;
+
+    for (i = 0; i < p->res->ntags && same; i++) {
+        const char *tag = strrchr(p->res->tags[i], ':') + 1;
+
+        same = cs_registry_get_manifest(&got, &mt, digest, p->reg, p->ref->path, tag, &e) == 0 &&
+               got.len == img->manifest_len && memcmp(got.ptr, img->manifest, got.len) == 0 &&
+               strcmp(digest, img->manifest_digest) == 0;
+        cs_error_free(e);
+        e = NULL;
+        free(mt);
+        mt = NULL;
+        cs_buf_dispose(&got);
+    }
+    return same;
 }
 
 static double
@@ -221,8 +250,26 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
         ret = csi_error_oom(err);
         goto out;
     }
-    event(&p, CS_PUSH_SOURCE, img->manifest_digest, 0, "%s: %zu layers, manifest %s",
-          opts->source, img->nlayers, img->manifest_digest);
+    event(&p, CS_PUSH_SOURCE, img->manifest_digest, 0, "%s: %zu layers, manifest %s", opts->source,
+          img->nlayers, img->manifest_digest);
+    if (already_pushed(&p, img)) {
+        for (i = 0; i < img->nlayers; i++) {
+            bool dup = false;
+
+            for (k = 0; k < i; k++)
+                dup = dup || strcmp(img->layers[k].digest, img->layers[i].digest) == 0;
+            if (!dup) {
+                p.res->blobs_total++;
+                p.res->bytes_total += (uint64_t)img->layers[i].size;
+            }
+        }
+        p.res->blobs_total++;
+        p.res->bytes_total += (uint64_t)img->config.size;
+        p.res->blobs_present = p.res->blobs_total;
+        event(&p, CS_PUSH_NOTE, img->manifest_digest, 0,
+              "%s already names manifest %s: nothing to upload", p.res->ref, img->manifest_digest);
+        goto record;
+    }
     /* blobs before the manifest (the registry may refuse a manifest whose blobs it lacks);
      * the same blob twice is pushed once */
     for (i = 0; i < img->nlayers; i++) {
@@ -246,15 +293,15 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
                                        img->manifest, img->manifest_len, err);
         if (ret < 0)
             goto out;
-        event(&p, CS_PUSH_MANIFEST, img->manifest_digest, img->manifest_len, "%s",
-              p.res->tags[i]);
+        event(&p, CS_PUSH_MANIFEST, img->manifest_digest, img->manifest_len, "%s", p.res->tags[i]);
     }
+record:
     /* the store keeps what was pushed, so pulling it back here costs nothing */
-    ret = cs_store_put_blob(p.store, img->manifest_digest, img->manifest, img->manifest_len,
-                            NULL, err);
+    ret = cs_store_put_blob(p.store, img->manifest_digest, img->manifest, img->manifest_len, NULL,
+                            err);
     if (ret == 0)
-        ret = cs_store_set_ref(p.store, p.res->ref, img->manifest_media_type,
-                               img->manifest_digest, (int64_t)img->manifest_len, NULL, err);
+        ret = cs_store_set_ref(p.store, p.res->ref, img->manifest_media_type, img->manifest_digest,
+                               (int64_t)img->manifest_len, NULL, err);
     if (ret < 0)
         goto out;
     p.res->seconds = now_s() - t0;

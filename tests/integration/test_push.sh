@@ -63,10 +63,13 @@ pass "docker pull reads what cachesync pushed"
 
 # --- unchanged re-push: nothing uploaded, nothing exported ---------------------------------
 before=$(blob_puts)
+reqs_before=$(grep -cE '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$reg_DIR/log")
 assert_exit 0 "push the same image again" -- env DOCKER_HOST="$a_DOCKER_HOST" \
     "$cs" push --json docker:app:built "$REF"
+assert_eq "$(($(grep -cE '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$reg_DIR/log") - reqs_before))" 2 \
+    "an unchanged re-push makes 2 registry requests (ping, the manifest)"
 assert_eq "$(jq -r .blobs.bytes_uploaded "$WORK/out")" 0 "an unchanged re-push uploads 0 bytes"
-assert_eq "$(jq -r .blobs.present "$WORK/out")" "$nblobs" "every blob found with HEAD"
+assert_eq "$(jq -r .blobs.present "$WORK/out")" "$nblobs" "every blob counted as already there"
 assert_eq "$(jq -r .layers.compressed "$WORK/out")" 0 "no layer compressed again"
 assert_eq "$(blob_puts)" "$before" "no upload request reached the registry"
 
