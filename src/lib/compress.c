@@ -425,6 +425,11 @@ out:
 
 /* ---- compression ----------------------------------------------------------------------- */
 
+/* Stored blocks are framed by how much input and output space each deflate() call sees, so
+ * input goes to deflate in slices of this size at fixed offsets, whatever the caller's feed
+ * sizes: the blob's digest depends on the content only. */
+#define SLICE (64u * 1024)
+
 struct csi_compressor {
     csi_compression kind;
     csi_compress_sink_fn sink;
@@ -433,6 +438,12 @@ struct csi_compressor {
     bool finished;
     z_stream z;
     bool z_init;
+    /* gzip adapts to incompressible data (see adapt()) */
+    int level, cur_level;
+    uint64_t chunk_in, chunk_out;
+    unsigned stored_chunks;
+    unsigned char *stage; /* input in fixed slices: see feed_gzip() */
+    size_t stage_len;
     ZSTD_CCtx *zc;
     unsigned char *obuf;
 };
@@ -446,6 +457,7 @@ csi_compressor_free(csi_compressor *c)
         deflateEnd(&c->z);
     ZSTD_freeCCtx(c->zc);
     free(c->obuf);
+    free(c->stage);
     free(c);
 }
 
@@ -465,6 +477,10 @@ start_encoder(csi_compressor *c, int level, cs_error **err)
         if (deflateInit2(&c->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
             return csi_error_oom(err);
         c->z_init = true;
+        c->level = c->cur_level = level;
+        c->stage = malloc(SLICE);
+        if (c->stage == NULL)
+            return csi_error_oom(err);
         break;
     case CSI_COMP_ZSTD:
         if (level == 0)
@@ -521,6 +537,7 @@ out:
 static int
 put(csi_compressor *c, const unsigned char *p, size_t n, cs_error **err)
 {
+    c->chunk_out += n;
     if (n == 0 || c->sink == NULL)
         return 0;
     return c->sink(c->payload, (const char *)p, n, err);
@@ -543,6 +560,50 @@ deflate_run(csi_compressor *c, int flush, cs_error **err)
             return ret;
     } while (c->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
     return 0;
+}
+
+/* Incompressible input (already compressed files, random data) costs deflate as much time
+ * as any other and gains nothing: zlib manages ~50 MB/s on it at every level. So, per MiB of
+ * input, a chunk that came out at least 97% of its size switches deflate to stored blocks
+ * (level 0: a copy plus the CRC), and every 8 stored MiB one chunk is tried at the real
+ * level again. The decisions depend only on the input, so equal input still gives an equal
+ * blob. */
+#define ADAPT_CHUNK (1u << 20)
+#define ADAPT_RETRY 8
+
+static int
+set_level(csi_compressor *c, int level, cs_error **err)
+{
+    int zr, ret;
+
+    do {
+        c->z.next_out = c->obuf;
+        c->z.avail_out = OUT_BUF;
+        zr = deflateParams(&c->z, level, Z_DEFAULT_STRATEGY);
+        if (zr != Z_OK && zr != Z_BUF_ERROR)
+            return csi_error_set(err, CS_ERROR, "gzip compression failed (level change)");
+        ret = put(c, c->obuf, OUT_BUF - c->z.avail_out, err);
+        if (ret < 0)
+            return ret;
+    } while (zr == Z_BUF_ERROR);
+    c->cur_level = level;
+    return 0;
+}
+
+static int
+adapt(csi_compressor *c, cs_error **err)
+{
+    int want = c->cur_level;
+
+    if (c->cur_level != 0 && c->chunk_out * 100 >= c->chunk_in * 97)
+        want = 0;
+    else if (c->cur_level == 0 && ++c->stored_chunks >= ADAPT_RETRY)
+        want = c->level;
+    c->chunk_in = c->chunk_out = 0;
+    if (want == c->cur_level)
+        return 0;
+    c->stored_chunks = 0;
+    return set_level(c, want, err);
 }
 
 /* Run ZSTD_compressStream2 over IN with MODE until the input is consumed (and, for
@@ -582,13 +643,23 @@ csi_compressor_feed(csi_compressor *c, const void *data, size_t len, cs_error **
     switch (c->kind) {
     case CSI_COMP_GZIP:
         while (len > 0 && ret == 0) {
-            uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+            size_t n = SLICE - c->stage_len;
 
-            c->z.next_in = (Bytef *)p;
-            c->z.avail_in = n;
-            ret = deflate_run(c, Z_NO_FLUSH, err);
+            if (n > len)
+                n = len;
+            memcpy(c->stage + c->stage_len, p, n);
+            c->stage_len += n;
             p += n;
             len -= n;
+            if (c->stage_len < SLICE)
+                break;
+            c->z.next_in = c->stage;
+            c->z.avail_in = SLICE;
+            ret = deflate_run(c, Z_NO_FLUSH, err);
+            c->stage_len = 0;
+            c->chunk_in += SLICE;
+            if (ret == 0 && c->chunk_in == ADAPT_CHUNK)
+                ret = adapt(c, err);
         }
         break;
     case CSI_COMP_ZSTD: {
@@ -615,9 +686,10 @@ csi_compressor_finish(csi_compressor *c, cs_error **err)
         return csi_error_set(err, CS_EINVAL, "compressor used after an error or its end");
     switch (c->kind) {
     case CSI_COMP_GZIP:
-        c->z.next_in = NULL;
-        c->z.avail_in = 0;
+        c->z.next_in = c->stage;
+        c->z.avail_in = (uInt)c->stage_len;
         ret = deflate_run(c, Z_FINISH, err);
+        c->stage_len = 0;
         break;
     case CSI_COMP_ZSTD: {
         ZSTD_inBuffer in = {NULL, 0, 0};

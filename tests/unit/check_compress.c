@@ -222,6 +222,46 @@ START_TEST(test_gzip_reproducible)
 }
 END_TEST
 
+/* Incompressible input goes through as stored blocks, compressible input after it is
+ * compressed again, the result decodes to the input, and feeding in other pieces gives the
+ * same bytes. */
+START_TEST(test_gzip_adapts_to_incompressible)
+{
+    size_t rnd = 6u << 20, txt = 40u << 20, len = rnd + txt, alen, blen, i;
+    char *in = malloc(len), *a, *b;
+    uint64_t x = 88172645463325252ull;
+    struct sink s;
+    cs_error *err = NULL;
+
+    ck_assert_ptr_nonnull(in);
+    for (i = 0; i < rnd; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        in[i] = (char)(x >> 32);
+    }
+    for (i = rnd; i < len; i++)
+        in[i] = "the quick brown fox jumps over the lazy dog "[i % 44];
+    a = compress(CSI_COMP_GZIP, 0, in, len, 1 << 16, &alen);
+    b = compress(CSI_COMP_GZIP, 0, in, len, 777777, &blen);
+    ck_assert_uint_eq(alen, blen);
+    ck_assert_int_eq(memcmp(a, b, alen), 0);
+    /* the random part costs its size plus block headers; of the text after it at most the
+     * MiB that gave it away and the 8 MiB before the next try at the real level are stored,
+     * the rest shrinks to almost nothing (stored all the way would be > len) */
+    ck_assert_uint_gt(alen, rnd);
+    ck_assert_uint_lt(alen, rnd + rnd / 100 + (10u << 20));
+    sink_init(&s);
+    ck_assert_cs_ok(decompress(&s, CSI_COMP_GZIP, UINT64_MAX, a, alen, 1 << 20, &err), &err);
+    ck_assert_uint_eq(s.out.len, len);
+    ck_assert_int_eq(memcmp(s.out.ptr, in, len), 0);
+    cs_buf_dispose(&s.out);
+    free(a);
+    free(b);
+    free(in);
+}
+END_TEST
+
 START_TEST(test_gzip_multi_member)
 {
     char *a, *b, *cat;
@@ -641,6 +681,7 @@ compress_suite(void)
     tcase_add_test(tc, test_real_tools_output);
     tcase_add_loop_test(tc, test_round_trip, 0, (int)(sizeof(rt) / sizeof(rt[0])));
     tcase_add_test(tc, test_gzip_reproducible);
+    tcase_add_test(tc, test_gzip_adapts_to_incompressible);
     tcase_add_test(tc, test_gzip_multi_member);
     tcase_add_test(tc, test_zstd_multi_frame);
     tcase_add_test(tc, test_truncated);
