@@ -1,6 +1,7 @@
 /* cs_push: read the source into blobs, then HEAD / mount / upload each, then the manifest. */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,10 @@
 #include "error_int.h"
 #include "layermap.h"
 #include "log_int.h"
+#include "registry_int.h"
+
+/* blob uploads at once when --jobs does not say (docker push uses 5) */
+#define DEFAULT_PUSH_JOBS 5
 
 typedef struct push {
     const cs_push_options *opts;
@@ -21,7 +26,8 @@ typedef struct push {
     cs_reference *ref;
     cs_registry *reg;
     cs_store *store;
-    char *repo_key; /* "domain/path": how the layer map names this repository */
+    char *repo_key;     /* "domain/path": how the layer map names this repository */
+    pthread_mutex_t mu; /* results, events and the layer map, shared by the uploaders */
 } push;
 
 void
@@ -55,19 +61,24 @@ event(push *p, cs_push_event ev, const char *digest, uint64_t total, const char 
     pr.digest = digest;
     pr.total = total;
     pr.message = msg;
+    pthread_mutex_lock(&p->mu);
     p->opts->progress(&pr, p->opts->progress_payload);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* Mount from another repository of the same registry that the store saw holding the blob. */
 static int
-try_mount(bool *mounted, push *p, const cs_source_blob *b, cs_error **err)
+try_mount(bool *mounted, push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
 {
     char **repos = NULL;
     size_t n = 0, i, dlen = strlen(p->ref->domain);
     int ret;
 
     *mounted = false;
-    if (csi_layermap_where(&repos, &n, p->store, b->digest, NULL) < 0)
+    pthread_mutex_lock(&p->mu);
+    ret = csi_layermap_where(&repos, &n, p->store, b->digest, NULL);
+    pthread_mutex_unlock(&p->mu);
+    if (ret < 0)
         return 0;
     for (i = 0; i < n && !*mounted; i++) {
         const char *from = repos[i] + dlen + 1;
@@ -75,7 +86,7 @@ try_mount(bool *mounted, push *p, const cs_source_blob *b, cs_error **err)
         if (strncmp(repos[i], p->ref->domain, dlen) != 0 || repos[i][dlen] != '/' ||
             strcmp(from, p->ref->path) == 0)
             continue;
-        ret = cs_registry_mount_blob(mounted, p->reg, p->ref->path, b->digest, from, err);
+        ret = cs_registry_mount_blob(mounted, reg, p->ref->path, b->digest, from, err);
         if (ret < 0)
             break;
         if (*mounted)
@@ -85,46 +96,184 @@ try_mount(bool *mounted, push *p, const cs_source_blob *b, cs_error **err)
     return 0;
 }
 
+/* Count under the lock. */
+static void
+tally(push *p, size_t *counter, uint64_t *bytes, uint64_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    if (counter != NULL)
+        (*counter)++;
+    if (bytes != NULL)
+        *bytes += n;
+    pthread_mutex_unlock(&p->mu);
+}
+
 static int
-push_blob(push *p, const cs_source_blob *b, cs_error **err)
+push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
 {
     bool exists = false, mounted = false;
     uint64_t sent = 0;
     int ret;
 
-    p->res->blobs_total++;
-    p->res->bytes_total += (uint64_t)b->size;
+    tally(p, &p->res->blobs_total, &p->res->bytes_total, (uint64_t)b->size);
     if (b->path == NULL) {
         /* a foreign (non-distributable) layer the source does not hold: registries fetch
          * it from its URLs; image-spec says such layers SHOULD NOT be uploaded */
         event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "not uploaded (foreign layer)");
         return 0;
     }
-    ret = cs_registry_blob_exists(&exists, p->reg, p->ref->path, b->digest, b->size, err);
+    ret = cs_registry_blob_exists(&exists, reg, p->ref->path, b->digest, b->size, err);
     if (ret < 0)
         return ret;
     if (exists) {
-        p->res->blobs_present++;
+        tally(p, &p->res->blobs_present, NULL, 0);
         event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "exists");
     } else {
-        ret = try_mount(&mounted, p, b, err);
+        ret = try_mount(&mounted, p, reg, b, err);
         if (ret < 0)
             return ret;
         if (mounted) {
-            p->res->blobs_mounted++;
+            tally(p, &p->res->blobs_mounted, NULL, 0);
         } else {
-            ret = cs_registry_upload_blob(p->reg, p->ref->path, b->digest, b->size, b->path, &sent,
-                                          err);
-            p->res->bytes_uploaded += sent;
+            ret =
+                cs_registry_upload_blob(reg, p->ref->path, b->digest, b->size, b->path, &sent, err);
+            tally(p, NULL, &p->res->bytes_uploaded, sent);
             if (ret < 0)
                 return ret;
-            p->res->blobs_uploaded++;
+            tally(p, &p->res->blobs_uploaded, NULL, 0);
             event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "uploaded");
         }
     }
     /* remember where it is, for mounts into other repositories later */
+    pthread_mutex_lock(&p->mu);
     csi_layermap_seen(p->store, b->digest, p->repo_key, NULL);
+    pthread_mutex_unlock(&p->mu);
     return 0;
+}
+
+/* ---- uploading several blobs at once ------------------------------------------------------ */
+
+/* Uploaders share a queue; each has a registry client of its own (a connection and token
+ * cache; the first one is the caller's, the others start from its scheme, so none probes
+ * https again). The first failure stops the queue; the others finish their blob. */
+typedef struct uploads {
+    push *p;
+    const cs_source_blob **blobs;
+    size_t n, next;
+    bool stop;
+    int ret;
+    cs_error *err;
+} uploads;
+
+typedef struct uploader {
+    uploads *u;
+    cs_registry *reg;
+    pthread_t thread;
+    bool started;
+} uploader;
+
+static void *
+upload_worker(void *arg)
+{
+    uploader *w = arg;
+    uploads *u = w->u;
+    cs_error *e = NULL;
+
+    for (;;) {
+        const cs_source_blob *b;
+        int ret;
+
+        pthread_mutex_lock(&u->p->mu);
+        if (u->stop || u->next == u->n) {
+            pthread_mutex_unlock(&u->p->mu);
+            break;
+        }
+        b = u->blobs[u->next++];
+        pthread_mutex_unlock(&u->p->mu);
+        ret = push_blob(u->p, w->reg, b, &e);
+        if (ret < 0) {
+            pthread_mutex_lock(&u->p->mu);
+            if (u->ret == 0) {
+                u->ret = ret;
+                u->err = e;
+                e = NULL;
+            }
+            u->stop = true;
+            pthread_mutex_unlock(&u->p->mu);
+            cs_error_free(e);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int
+registry_like(cs_registry **out, const push *p, cs_error **err)
+{
+    int ret = cs_registry_new(out, p->ref->domain, &p->opts->registry, err);
+
+    if (ret == 0 && p->reg->base != NULL) {
+        (*out)->base = strdup(p->reg->base);
+        if ((*out)->base == NULL) {
+            cs_registry_free(*out);
+            *out = NULL;
+            return csi_error_oom(err);
+        }
+    }
+    return ret;
+}
+
+static int
+push_blobs(push *p, const cs_source_blob **blobs, size_t n, cs_error **err)
+{
+    uploads u = {p, blobs, n, 0, false, 0, NULL};
+    uploader *w = NULL;
+    size_t i, nw = p->opts->jobs > 0 ? (size_t)p->opts->jobs : DEFAULT_PUSH_JOBS;
+    int ret = 0;
+
+    if (nw > n)
+        nw = n;
+    if (nw <= 1) {
+        for (i = 0; i < n && ret == 0; i++)
+            ret = push_blob(p, p->reg, blobs[i], err);
+        return ret;
+    }
+    w = calloc(nw, sizeof(*w));
+    if (w == NULL)
+        return csi_error_oom(err);
+    for (i = 0; i < nw && ret == 0; i++) {
+        w[i].u = &u;
+        if (i == 0)
+            w[i].reg = p->reg;
+        else
+            ret = registry_like(&w[i].reg, p, err);
+        if (ret == 0 && pthread_create(&w[i].thread, NULL, upload_worker, &w[i]) == 0)
+            w[i].started = true;
+    }
+    if (ret < 0) {
+        pthread_mutex_lock(&p->mu);
+        u.stop = true;
+        pthread_mutex_unlock(&p->mu);
+    }
+    for (i = 0; i < nw; i++) {
+        if (w[i].started)
+            pthread_join(w[i].thread, NULL);
+        if (i > 0)
+            cs_registry_free(w[i].reg);
+    }
+    free(w);
+    /* a thread that could not start leaves its share to the others; none at all: do it here */
+    if (ret == 0 && u.ret == 0 && u.next < n) {
+        for (i = u.next; i < n && ret == 0; i++)
+            ret = push_blob(p, p->reg, blobs[i], err);
+    }
+    if (ret == 0 && u.ret < 0) {
+        ret = u.ret;
+        *err = u.err;
+        u.err = NULL;
+    }
+    cs_error_free(u.err);
+    return ret;
 }
 
 /* Does every tag already name exactly this manifest? A registry accepts a manifest only once
@@ -154,6 +303,15 @@ already_pushed(push *p, const cs_source_image *img)
         cs_buf_dispose(&got);
     }
     return same;
+}
+
+static int
+larger_first(const void *a, const void *b)
+{
+    const cs_source_blob *x = *(const cs_source_blob *const *)a;
+    const cs_source_blob *y = *(const cs_source_blob *const *)b;
+
+    return x->size < y->size ? 1 : x->size > y->size ? -1 : strcmp(x->digest, y->digest);
 }
 
 static double
@@ -194,15 +352,19 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     cs_source_options so = {0};
     cs_source_image *img = NULL;
     cs_source src = {0};
+    const cs_source_blob **todo = NULL;
     push p = {0};
     double t0 = now_s();
-    size_t i, k;
+    size_t i, k, ntodo = 0;
     int ret;
 
     p.opts = opts;
+    pthread_mutex_init(&p.mu, NULL);
     p.res = calloc(1, sizeof(*p.res));
-    if (p.res == NULL)
+    if (p.res == NULL) {
+        pthread_mutex_destroy(&p.mu);
         return csi_error_oom(err);
+    }
     ret = cs_reference_parse(&p.ref, opts->ref, err);
     if (ret < 0)
         goto out;
@@ -271,19 +433,24 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
         goto record;
     }
     /* blobs before the manifest (the registry may refuse a manifest whose blobs it lacks);
-     * the same blob twice is pushed once */
+     * the same blob twice is pushed once; the largest first, so the longest upload starts
+     * early */
+    todo = calloc(img->nlayers + 1, sizeof(*todo));
+    if (todo == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
     for (i = 0; i < img->nlayers; i++) {
         bool dup = false;
 
         for (k = 0; k < i; k++)
             dup = dup || strcmp(img->layers[k].digest, img->layers[i].digest) == 0;
-        if (dup)
-            continue;
-        ret = push_blob(&p, &img->layers[i], err);
-        if (ret < 0)
-            goto out;
+        if (!dup)
+            todo[ntodo++] = &img->layers[i];
     }
-    ret = push_blob(&p, &img->config, err);
+    todo[ntodo++] = &img->config;
+    qsort(todo, ntodo, sizeof(*todo), larger_first);
+    ret = push_blobs(&p, todo, ntodo, err);
     if (ret < 0)
         goto out;
     for (i = 0; i < p.res->ntags; i++) {
@@ -308,6 +475,8 @@ record:
     *out = p.res;
     p.res = NULL;
 out:
+    free(todo);
+    pthread_mutex_destroy(&p.mu);
     cs_push_result_free(p.res);
     cs_source_image_free(img);
     cs_source_dispose(&src);
