@@ -179,7 +179,7 @@ _cachesync() {
             continue
             ;;
         --fallback | --to | --tag | --compression | --against | --format | --raw | \
-            --older-than | --max-size | -u | --username | -p | --password)
+            --older-than | --max-size | --wait | -u | --username | -p | --password)
             [[ ${words[i + 1]:-} == "=" ]] || skip=1
             continue
             ;;
@@ -248,7 +248,7 @@ linux/386 linux/ppc64le linux/s390x linux/riscv64 windows/amd64" "$cur"
         push) opts+=" --tag --compression" ;;
         audit) opts+=" --against --format --raw" ;;
         login) opts+=" -u --username --password-stdin -p --password" ;;
-        store) [[ $sub == gc ]] && opts+=" --older-than --max-size" ;;
+        store) [[ $sub == gc ]] && opts+=" --older-than --max-size --wait --dry-run" ;;
         esac
         _cachesync_compgen "$opts" "$cur"
         return 0

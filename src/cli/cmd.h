@@ -93,6 +93,8 @@ int cmd_audit(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_store(int argc, char **argv);
+extern const char store_usage[];
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 

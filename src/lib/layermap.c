@@ -374,3 +374,56 @@ out:
     json_decref(root);
     return ret;
 }
+
+/* ---- pruning ----------------------------------------------------------------------------- */
+
+typedef struct prune_args {
+    bool (*keep)(const char *blob_digest, void *arg);
+    void *arg;
+    size_t removed;
+} prune_args;
+
+static int
+prune_edit(json_t *root, void *arg, cs_error **err)
+{
+    prune_args *a = arg;
+    json_t *layers = json_object_get(root, "layers"), *blobs = json_object_get(root, "blobs");
+    json_t *entry, *blob;
+    const char *diff_id, *comp, *digest;
+    void *tmp, *tmp2;
+
+    (void)err;
+    json_object_foreach_safe(layers, tmp, diff_id, entry)
+    {
+        json_object_foreach_safe(entry, tmp2, comp, blob)
+        {
+            digest = csi_json_str(blob, "digest");
+            if (digest == NULL || !a->keep(digest, a->arg)) {
+                json_object_del(entry, comp);
+                a->removed++;
+            }
+        }
+        if (!json_is_object(entry) || json_object_size(entry) == 0)
+            json_object_del(layers, diff_id);
+    }
+    json_object_foreach_safe(blobs, tmp, digest, blob)
+    {
+        if (!a->keep(digest, a->arg)) {
+            json_object_del(blobs, digest);
+            a->removed++;
+        }
+    }
+    return 0;
+}
+
+int
+csi_layermap_prune(size_t *removed_out, cs_store *s,
+                   bool (*keep)(const char *blob_digest, void *arg), void *arg, cs_error **err)
+{
+    prune_args a = {keep, arg, 0};
+    int ret = update(s, prune_edit, &a, err);
+
+    if (ret == 0 && removed_out != NULL)
+        *removed_out = a.removed;
+    return ret;
+}

@@ -17,6 +17,7 @@
 #ifndef CS_LIB_LAYERMAP_H
 #define CS_LIB_LAYERMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,5 +56,10 @@ int csi_layermap_where(char ***repos_out, size_t *n_out, cs_store *s, const char
                        cs_error **err);
 
 void csi_layermap_repos_free(char **repos);
+
+/* Forget the layers whose blob KEEP rejects and the mount hints of such blobs (gc removed
+ * them); REMOVED_OUT (may be NULL) gets how many entries went. */
+int csi_layermap_prune(size_t *removed_out, cs_store *s,
+                       bool (*keep)(const char *blob_digest, void *arg), void *arg, cs_error **err);
 
 #endif

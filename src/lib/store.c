@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -24,6 +25,8 @@
 
 struct cs_store {
     char *dir;
+    int use_fd;  /* store.lock: shared for the handle's life, exclusive while gc runs */
+    int gate_fd; /* gc.lock, held exclusively between cs_store_lock_exclusive and unlock */
 };
 
 struct cs_store_writer {
@@ -80,6 +83,143 @@ ensure_file(const char *dir, const char *name, const char *content, cs_error **e
     return ret;
 }
 
+/* ---- who uses the store ------------------------------------------------------------------
+ *
+ * gc must not delete a blob that a running pull or push is about to name in index.json: a
+ * pull writes its layers first and the ref last, a push compresses layers into the store long
+ * before its manifest exists, and a pull that found an old unreferenced blob present relies on
+ * it without writing it (so "skip blobs newer than gc's start" would not be enough). So every
+ * handle holds a shared flock on store.lock from cs_store_open to cs_store_free, and gc holds
+ * it exclusively: it runs only while no other handle is open, and no handle opens while it
+ * runs. The library's users keep a handle for one operation, so gc waits at most for the
+ * pulls and pushes already running (bounded by its timeout, then a clear error).
+ *
+ * flock does not favour a waiting exclusive lock, so a steady stream of pulls would starve gc.
+ * A turnstile fixes that: openers pass through gc.lock (shared, dropped at once) before taking
+ * store.lock, and gc takes gc.lock exclusively first, so new openers queue behind it while the
+ * running ones finish. gc drops its own shared lock before queueing, so two gcs cannot wait
+ * for each other. Both files are never removed; descriptors are O_CLOEXEC, so the helpers the
+ * library runs do not inherit the locks. */
+
+static int
+open_lock_file(int *fd_out, const cs_store *s, const char *name, cs_error **err)
+{
+    char *path = NULL;
+    int fd;
+
+    if (asprintf(&path, "%s/%s", s->dir, name) < 0)
+        return csi_error_oom(err);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* a read-only store (a mounted cache) can be read: locks are for writers */
+    if (fd < 0 && (errno == EROFS || errno == EACCES))
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        int ret = csi_error_errno(err, errno, "open %s", path);
+
+        free(path);
+        return ret;
+    }
+    free(path);
+    *fd_out = fd;
+    return 0;
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* flock until DEADLINE (now_ms(); < 0: no deadline). 0, or EWOULDBLOCK when it passed, or an
+ * errno. */
+static int
+lock_until(int fd, int op, int64_t deadline)
+{
+    for (;;) {
+        int64_t left;
+
+        if (flock(fd, op | (deadline >= 0 ? LOCK_NB : 0)) == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK || deadline < 0)
+            return errno;
+        left = deadline - now_ms();
+        if (left <= 0)
+            return EWOULDBLOCK;
+        usleep((useconds_t)(left < 50 ? left : 50) * 1000);
+    }
+}
+
+static int
+enter_shared(cs_store *s, cs_error **err)
+{
+    int gate = -1, ret, e;
+
+    ret = open_lock_file(&gate, s, "gc.lock", err);
+    if (ret == 0)
+        ret = open_lock_file(&s->use_fd, s, "store.lock", err);
+    if (ret < 0 || gate < 0 || s->use_fd < 0)
+        goto out;
+    e = lock_until(gate, LOCK_SH, -1);
+    if (e == 0)
+        e = lock_until(s->use_fd, LOCK_SH, -1);
+    if (e != 0)
+        ret = csi_error_errno(err, e, "lock %s/store.lock", s->dir);
+out:
+    if (gate >= 0)
+        close(gate); /* through the turnstile */
+    return ret;
+}
+
+int
+cs_store_lock_exclusive(cs_store *s, int timeout_ms, cs_error **err)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int gate = -1, ret, e;
+
+    if (s->gate_fd >= 0)
+        return 0;
+    if (s->use_fd < 0)
+        return csi_error_errno(err, EROFS, "lock %s for exclusive use", s->dir);
+    ret = open_lock_file(&gate, s, "gc.lock", err);
+    if (ret < 0)
+        return ret;
+    if (gate < 0)
+        return csi_error_errno(err, EROFS, "lock %s for exclusive use", s->dir);
+    /* queue without holding our shared lock: another gc queued first waits for it */
+    flock(s->use_fd, LOCK_UN);
+    e = lock_until(gate, LOCK_EX, deadline);
+    if (e == 0)
+        e = lock_until(s->use_fd, LOCK_EX, deadline);
+    if (e != 0) {
+        close(gate);
+        lock_until(s->use_fd, LOCK_SH, -1);
+        if (e == EWOULDBLOCK)
+            return csi_error_set(err, CS_ERROR,
+                                 "store %s is in use by another process (a pull, push or gc); "
+                                 "waited %d s for it: try again when it is done",
+                                 s->dir, (timeout_ms + 999) / 1000);
+        return csi_error_errno(err, e, "lock %s/store.lock", s->dir);
+    }
+    s->gate_fd = gate;
+    return 0;
+}
+
+void
+cs_store_unlock_exclusive(cs_store *s)
+{
+    if (s->gate_fd < 0)
+        return;
+    /* shared again before the turnstile opens: no gc can slip in between */
+    lock_until(s->use_fd, LOCK_SH, -1);
+    close(s->gate_fd);
+    s->gate_fd = -1;
+}
+
 int
 cs_store_open(cs_store **out, const char *dir, cs_error **err)
 {
@@ -90,6 +230,8 @@ cs_store_open(cs_store **out, const char *dir, cs_error **err)
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return csi_error_oom(err);
+    s->use_fd = -1;
+    s->gate_fd = -1;
     if (dir != NULL) {
         s->dir = strdup(dir);
         ret = s->dir ? 0 : csi_error_oom(err);
@@ -120,6 +262,8 @@ cs_store_open(cs_store **out, const char *dir, cs_error **err)
                           "{\"schemaVersion\":2,\"mediaType\":\"application/"
                           "vnd.oci.image.index.v1+json\",\"manifests\":[]}",
                           err);
+    if (ret == 0)
+        ret = enter_shared(s, err);
     if (ret < 0)
         goto fail;
     *out = s;
@@ -135,6 +279,10 @@ cs_store_free(cs_store *s)
 {
     if (s == NULL)
         return;
+    if (s->gate_fd >= 0)
+        close(s->gate_fd);
+    if (s->use_fd >= 0)
+        close(s->use_fd); /* releases the flock */
     free(s->dir);
     free(s);
 }
@@ -494,15 +642,16 @@ cs_store_writer_close(cs_store_writer *w)
 
 /* ---- index.json ------------------------------------------------------------------------- */
 
-int
-cs_store_set_ref(cs_store *s, const char *ref, const char *media_type, const char *digest,
-                 int64_t size, const char *const *annotations, cs_error **err)
+typedef int (*index_edit_fn)(json_t *manifests, void *arg, cs_error **err);
+
+/* Read index.json, EDIT its manifests array, replace it: all under index.json.lock. */
+static int
+index_update(cs_store *s, index_edit_fn edit, void *arg, cs_error **err)
 {
-    char *path = NULL, *lock = NULL, *text = NULL;
-    json_t *root = NULL, *manifests, *desc = NULL, *ann;
-    cs_buf data = CS_BUF_INIT;
+    char *path = NULL, *lock = NULL, *text = NULL, *data = NULL;
+    json_t *root = NULL, *manifests;
+    size_t len = 0;
     int lock_fd = -1, ret;
-    size_t i;
 
     if (asprintf(&path, "%s/index.json", s->dir) < 0 ||
         asprintf(&lock, "%s/index.json.lock", s->dir) < 0) {
@@ -520,49 +669,22 @@ cs_store_set_ref(cs_store *s, const char *ref, const char *media_type, const cha
             goto out;
         }
     }
-    {
-        FILE *f = fopen(path, "rb");
-        char chunk[65536];
-        size_t r;
-
-        if (f == NULL) {
-            ret = csi_error_errno(err, errno, "open %s", path);
-            goto out;
-        }
-        ret = 0;
-        while (ret == 0 && (r = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            ret = cs_buf_append(&data, chunk, r, err);
-        fclose(f);
-        if (ret < 0)
-            goto out;
-    }
-    ret = csi_json_load_object(&root, data.ptr ? data.ptr : "", data.len, INDEX_MAX,
-                               "store index.json", err);
+    ret = csi_fs_read_file(&data, &len, path, INDEX_MAX, err);
+    if (ret == 0)
+        ret = csi_json_load_object(&root, data, len, INDEX_MAX, "store index.json", err);
     if (ret < 0)
         goto out;
     manifests = json_object_get(root, "manifests");
     if (!json_is_array(manifests)) {
         manifests = json_array();
-        json_object_set_new(root, "manifests", manifests);
+        if (manifests == NULL || json_object_set_new(root, "manifests", manifests) != 0) {
+            ret = csi_error_oom(err);
+            goto out;
+        }
     }
-    for (i = json_array_size(manifests); i-- > 0;) {
-        const char *name =
-            csi_json_str(json_object_get(json_array_get(manifests, i), "annotations"),
-                         "org.opencontainers.image.ref.name");
-
-        if (name != NULL && strcmp(name, ref) == 0)
-            json_array_remove(manifests, i);
-    }
-    ann = json_pack("{s:s,s:s}", "io.containerd.image.name", ref,
-                    "org.opencontainers.image.ref.name", ref);
-    for (const char *const *a = annotations; a != NULL && a[0] != NULL && a[1] != NULL; a += 2)
-        json_object_set_new(ann, a[0], json_string(a[1]));
-    desc = json_pack("{s:s,s:s,s:I,s:o}", "mediaType", media_type, "digest", digest, "size",
-                     (json_int_t)size, "annotations", ann);
-    if (desc == NULL || json_array_append_new(manifests, desc) != 0) {
-        ret = csi_error_oom(err);
+    ret = edit(manifests, arg, err);
+    if (ret < 0)
         goto out;
-    }
     text = json_dumps(root, JSON_COMPACT);
     if (text == NULL) {
         ret = csi_error_oom(err);
@@ -573,9 +695,96 @@ out:
     if (lock_fd >= 0)
         close(lock_fd);
     free(text);
+    free(data);
     json_decref(root);
-    cs_buf_dispose(&data);
     free(path);
     free(lock);
     return ret;
+}
+
+static const char *
+ref_name(json_t *desc)
+{
+    return csi_json_str(json_object_get(desc, "annotations"), "org.opencontainers.image.ref.name");
+}
+
+typedef struct set_args {
+    const char *ref, *media_type, *digest;
+    int64_t size;
+    const char *const *annotations;
+} set_args;
+
+static int
+set_edit(json_t *manifests, void *arg, cs_error **err)
+{
+    const set_args *a = arg;
+    char now[32];
+    struct tm tm;
+    time_t t = time(NULL);
+    json_t *ann, *desc;
+    size_t i;
+
+    for (i = json_array_size(manifests); i-- > 0;) {
+        const char *name = ref_name(json_array_get(manifests, i));
+
+        if (name != NULL && strcmp(name, a->ref) == 0)
+            json_array_remove(manifests, i);
+    }
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    ann = json_pack("{s:s,s:s,s:s}", "io.containerd.image.name", a->ref,
+                    "org.opencontainers.image.ref.name", a->ref, CS_STORE_ANN_LAST_USED, now);
+    for (const char *const *p = a->annotations; ann && p != NULL && p[0] != NULL && p[1] != NULL;
+         p += 2)
+        json_object_set_new(ann, p[0], json_string(p[1]));
+    desc = ann == NULL ? NULL
+                       : json_pack("{s:s,s:s,s:I,s:o}", "mediaType", a->media_type, "digest",
+                                   a->digest, "size", (json_int_t)a->size, "annotations", ann);
+    if (desc == NULL || json_array_append_new(manifests, desc) != 0)
+        return csi_error_oom(err);
+    return 0;
+}
+
+int
+cs_store_set_ref(cs_store *s, const char *ref, const char *media_type, const char *digest,
+                 int64_t size, const char *const *annotations, cs_error **err)
+{
+    set_args a = {ref, media_type, digest, size, annotations};
+
+    return index_update(s, set_edit, &a, err);
+}
+
+typedef struct remove_args {
+    const char *ref, *digest;
+    size_t removed;
+} remove_args;
+
+static int
+remove_edit(json_t *manifests, void *arg, cs_error **err)
+{
+    remove_args *a = arg;
+    size_t i;
+
+    for (i = json_array_size(manifests); i-- > 0;) {
+        json_t *d = json_array_get(manifests, i);
+        const char *name = ref_name(d), *digest = csi_json_str(d, "digest");
+
+        if ((a->ref == NULL ? name != NULL : name == NULL || strcmp(name, a->ref) != 0) ||
+            (a->digest != NULL && (digest == NULL || strcmp(digest, a->digest) != 0)))
+            continue;
+        json_array_remove(manifests, i);
+        a->removed++;
+    }
+    if (a->removed == 0)
+        return csi_error_set(err, CS_ENOTFOUND, "no ref %s%s%s in the store",
+                             a->ref ? a->ref : "(unnamed)", a->digest ? " naming " : "",
+                             a->digest ? a->digest : "");
+    return 0;
+}
+
+int
+cs_store_remove_ref(cs_store *s, const char *ref, const char *digest, cs_error **err)
+{
+    remove_args a = {ref, digest, 0};
+
+    return index_update(s, remove_edit, &a, err);
 }
