@@ -22,6 +22,8 @@ typedef enum {
     CS_PUSH_BLOB,     /* digest, total; message: "uploaded", "mounted from X", "exists" */
     CS_PUSH_MANIFEST, /* message: the tag pushed */
     CS_PUSH_NOTE,
+    CS_PUSH_STEP,     /* message: "export", "read", "compress sha256:<12 hex>" or
+                       * "upload sha256:<64 hex>"; done, total bytes (total 0: unknown) */
 } cs_push_event;
 
 typedef struct cs_push_progress {
@@ -29,6 +31,7 @@ typedef struct cs_push_progress {
     const char *digest;
     uint64_t total;
     const char *message;
+    uint64_t done; /* CS_PUSH_STEP */
 } cs_push_progress;
 
 typedef void (*cs_push_progress_fn)(const cs_push_progress *p, void *payload);

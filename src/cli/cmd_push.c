@@ -38,6 +38,31 @@ push_option(int c, const char *arg, void *payload)
     }
 }
 
+/* A live line per step of the source (the daemon's export, each layer compressed) and per
+ * upload; a finished compression becomes a line of its own. */
+static void
+step(cli_progress *pg, const cs_push_progress *p)
+{
+    const char *what = p->message;
+    char label[40], sz[32];
+
+    if (strncmp(what, "compress ", 9) == 0) {
+        snprintf(label, sizeof(label), "%.19s", what + 9);
+        if (p->total > 0 && p->done == p->total)
+            cli_progress_item_done(pg, what, "compressed %s (%s)", label,
+                                   cli_human_size(sz, sizeof(sz), (long long)p->total));
+        else
+            cli_progress_item(pg, what, label, "compressing", p->done, p->total);
+    } else if (strncmp(what, "upload ", 7) == 0) {
+        snprintf(label, sizeof(label), "%.19s", what + 7);
+        cli_progress_item(pg, what, label, "uploading", p->done, p->total);
+    } else {
+        /* "export" (the daemon's image stream) or "read" (an archive file) */
+        cli_progress_item(pg, what, strcmp(what, "export") == 0 ? "docker" : "archive",
+                          strcmp(what, "export") == 0 ? "exporting" : "reading", p->done, p->total);
+    }
+}
+
 /* On a terminal a status line says which step runs (reading and compressing a large image
  * takes a while); every finished step is a line of its own. */
 static void
@@ -51,9 +76,16 @@ on_progress(const cs_push_progress *p, void *payload)
         cli_progress_print(pg, "read %s", p->message);
         cli_progress_status(pg, "uploading what the registry lacks");
         break;
-    case CS_PUSH_BLOB:
-        cli_progress_print(pg, "%.19s %s (%s)", p->digest, p->message,
-                           cli_human_size(sz, sizeof(sz), (long long)p->total));
+    case CS_PUSH_BLOB: {
+        char key[96];
+
+        snprintf(key, sizeof(key), "upload %s", p->digest);
+        cli_progress_item_done(pg, key, "%.19s %s (%s)", p->digest, p->message,
+                               cli_human_size(sz, sizeof(sz), (long long)p->total));
+        break;
+    }
+    case CS_PUSH_STEP:
+        step(pg, p);
         break;
     case CS_PUSH_MANIFEST:
         cli_progress_print(pg, "pushed %s@%s", p->message, p->digest);

@@ -66,6 +66,28 @@ event(push *p, cs_push_event ev, const char *digest, uint64_t total, const char 
     pthread_mutex_unlock(&p->mu);
 }
 
+static void
+step(push *p, const char *what, uint64_t done, uint64_t total)
+{
+    cs_push_progress pr = {0};
+
+    if (p->opts->progress == NULL)
+        return;
+    pr.event = CS_PUSH_STEP;
+    pr.message = what;
+    pr.done = done;
+    pr.total = total;
+    pthread_mutex_lock(&p->mu);
+    p->opts->progress(&pr, p->opts->progress_payload);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void
+source_progress(void *payload, const char *what, uint64_t done, uint64_t total)
+{
+    step(payload, what, done, total);
+}
+
 /* Mount from another repository of the same registry that the store saw holding the blob. */
 static int
 try_mount(bool *mounted, push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
@@ -399,6 +421,8 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     so.docker_host = opts->docker_host;
     so.compression = opts->compression;
     so.platform = opts->platform;
+    so.progress = source_progress;
+    so.progress_payload = &p;
     ret = cs_source_load(&img, &src, p.store, &so, err);
     if (ret < 0) {
         csi_error_wrap(err, "source %s", opts->source);

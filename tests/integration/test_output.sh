@@ -62,6 +62,15 @@ assert_not_contains "$WORK/quiet.out" $'\e|downloading|fetched' "-q on a termina
 [[ ! -s $WORK/quiet.out ]] || fail "-q printed: $(head -c 200 "$WORK/quiet.out")"
 pass "-q printed nothing at all"
 
+# push on a pty: the export, each layer compressed, each upload
+script -qfec "env DOCKER_HOST=$a_DOCKER_HOST CACHESYNC_STORE=$WORK/store-ptypush $cs push $R/o/app:v1 $R/o/ptypush:v1" \
+    /dev/null >"$WORK/ptypush.out" 2>&1
+assert_eq "$?" 0 "push on a pty exits 0"
+assert_contains "$WORK/ptypush.out" 'docker: .*exporting' "push shows the daemon's export"
+assert_contains "$WORK/ptypush.out" 'sha256:[0-9a-f]{12}: .*compressing' "push shows each layer compressing"
+assert_contains "$WORK/ptypush.out" 'compressed sha256:[0-9a-f]{12} \(6\.0 MB\)' "a finished compression is a line of its own"
+assert_contains "$WORK/ptypush.out" 'sha256:[0-9a-f]{12} uploaded' "each upload ends with a line"
+
 # ---- not a terminal -----------------------------------------------------------------------------
 rm -rf "$CACHESYNC_STORE"
 docker_cli b rmi -f "$R/o/app:v1" >/dev/null
