@@ -18,5 +18,6 @@
 #include <cachesync/doctor.h>
 #include <cachesync/cachegraph.h>
 #include <cachesync/audit.h>
+#include <cachesync/login.h>
 
 #endif

@@ -269,7 +269,7 @@ cli_parse(int argc, char **argv, const char *name, const struct option *cmd_opts
         all[ng + i] = cmd_opts[i];
     opterr = 0;
     /* GNU getopt permutes: options may follow operands, as users expect of docker */
-    while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS ":", all, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":" CLI_GLOBAL_SHORTOPTS, all, NULL)) != -1) {
         if (c == 'h') {
             const cli_cmd *cmd = cli_cmd_find(name);
 

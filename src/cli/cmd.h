@@ -95,6 +95,10 @@ int cmd_push(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 extern const char store_usage[];
+int cmd_login(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
+extern const char login_usage[];
+extern const char logout_usage[];
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 

@@ -80,6 +80,8 @@ const cli_cmd cli_cmds[] = {
     {"push", cmd_push, "publish a build with its inline cache", push_usage},
     {"doctor", cmd_doctor, "will docker build --cache-from REF hit here?", doctor_usage},
     {"audit", cmd_audit, "show what a manifest and its cache cover", audit_usage},
+    {"login", cmd_login, "log in to a registry (as docker login)", login_usage},
+    {"logout", cmd_logout, "log out of a registry (as docker logout)", logout_usage},
     {"store", cmd_store, "list, verify and clean the local store", store_usage},
     {"version", cmd_version, "print version information", version_usage},
     {"help", cmd_help, "show help for a command", help_usage},

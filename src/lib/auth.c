@@ -120,6 +120,21 @@ load_creds(csi_auth *a, cs_error **err)
     return 0;
 }
 
+int
+csi_auth_set_credential(csi_auth *a, const csi_credential *c, cs_error **err)
+{
+    csi_credential copy = CSI_CREDENTIAL_INIT;
+    int ret = csi_credential_copy(&copy, c, err);
+
+    if (ret < 0)
+        return ret;
+    tokens_clear(a);
+    csi_credential_dispose(&a->cred);
+    a->cred = copy;
+    a->creds_loaded = true;
+    return 0;
+}
+
 bool
 csi_auth_has_credentials(csi_auth *a)
 {

@@ -6,6 +6,7 @@
 #define CS_LIB_AUTH_H
 
 #include <cachesync/error.h>
+#include "credentials.h"
 #include "http.h"
 
 typedef struct csi_auth csi_auth;
@@ -29,6 +30,10 @@ int csi_auth_challenge(csi_auth *a, const csi_http_resp *resp, const char *scope
 
 /* A request succeeded: the next 401 is a fresh story, not a repeated failure. */
 void csi_auth_ok(csi_auth *a);
+
+/* Use a copy of C instead of the docker config's credentials (cs_login checks what it is
+ * about to store); cached tokens are dropped. */
+int csi_auth_set_credential(csi_auth *a, const csi_credential *c, cs_error **err);
 
 /* True once credentials were found for the domain (for messages). */
 bool csi_auth_has_credentials(csi_auth *a);

@@ -71,10 +71,8 @@ csi_credential_dispose(csi_credential *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* Member NAME of OBJ, matched as Go's encoding/json matches struct fields: exactly if
- * possible, else ASCII case-insensitively (first in document order). Borrowed. */
-static json_t *
-member(json_t *obj, const char *name)
+json_t *
+csi_credential_member(json_t *obj, const char *name)
 {
     json_t *v;
     void *it;
@@ -97,7 +95,7 @@ static int
 member_string(const char **out, json_t *obj, const char *name, const char *key, const char *file,
               cs_error **err)
 {
-    json_t *v = member(obj, name);
+    json_t *v = csi_credential_member(obj, name);
 
     *out = NULL;
     if (v == NULL || json_is_null(v))
@@ -243,10 +241,8 @@ out:
     return ret;
 }
 
-/* docker/cli credentials.ConvertToHostname: for "scheme://[user@]host[:port][/path]" the
- * host[:port], else everything before the first '/'. Writes into OUT (size > strlen(s)). */
-static void
-convert_to_hostname(char *out, const char *s)
+void
+csi_credential_hostname(char *out, const char *s)
 {
     const char *p = strstr(s, "://");
     const char *auth, *end, *at, *host, *hend, *port = NULL;
@@ -322,7 +318,7 @@ find_auth_entry(json_t **out, json_t *auths, const char *key, cs_error **err)
             goto out;
         }
         host = nh;
-        convert_to_hostname(host, k);
+        csi_credential_hostname(host, k);
         if (strcmp(host, key) == 0) {
             *out = json_object_iter_value(it);
             break;
@@ -364,7 +360,7 @@ select_helper(const char **out, json_t *root, const char *key, const char *file,
     json_t *helpers, *h;
 
     *out = NULL;
-    helpers = member(root, "credHelpers");
+    helpers = csi_credential_member(root, "credHelpers");
     if (helpers != NULL && !json_is_null(helpers)) {
         if (!json_is_object(helpers))
             return csi_error_set(err, CS_EPROTO, "%s: \"credHelpers\" is not an object", file);
@@ -391,7 +387,7 @@ read_auths(csi_credential *c, json_t *root, const char *key, const char *file, c
     const char *auth, *user, *pass, *idtok, *regtok;
     int ret;
 
-    auths = member(root, "auths");
+    auths = csi_credential_member(root, "auths");
     if (auths == NULL || json_is_null(auths))
         return 0;
     if (!json_is_object(auths))
@@ -433,6 +429,32 @@ read_auths(csi_credential *c, json_t *root, const char *key, const char *file, c
     return ret;
 }
 
+int
+csi_credential_parse(json_t **out, const char *json, size_t len, size_t flags, const char *file,
+                     cs_error **err)
+{
+    json_error_t jerr;
+    json_t *root;
+
+    *out = NULL;
+    if (len > CSI_CREDENTIAL_MAX_CONFIG)
+        return csi_error_set(err, CS_ELIMIT, "%s is %zu bytes, over the %d-byte limit", file, len,
+                             CSI_CREDENTIAL_MAX_CONFIG);
+    /* docker/cli ignores io.EOF from the decoder: an empty file is an empty config. */
+    if (json == NULL || all_whitespace(json, len))
+        return 0;
+    root = json_loadb(json, len, flags, &jerr);
+    if (root == NULL)
+        return csi_error_set(err, CS_EPROTO, "%s: invalid JSON (%s) at line %d, column %d", file,
+                             csi_json_reason(&jerr), jerr.line, jerr.column);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return csi_error_set(err, CS_EPROTO, "%s: not a JSON object", file);
+    }
+    *out = root;
+    return 0;
+}
+
 /* csi_credential_lookup, naming FILE in messages. */
 static int
 lookup(csi_credential *out, const char *json, size_t len, const char *domain, const char *file,
@@ -440,7 +462,6 @@ lookup(csi_credential *out, const char *json, size_t len, const char *domain, co
 {
     csi_credential c = CSI_CREDENTIAL_INIT;
     json_t *root = NULL;
-    json_error_t jerr;
     const char *key = csi_credential_key(domain);
     const char *helper;
     int ret;
@@ -450,26 +471,9 @@ lookup(csi_credential *out, const char *json, size_t len, const char *domain, co
         ret = csi_error_set(err, CS_EINVAL, "credential lookup: empty registry name");
         goto out;
     }
-    if (len > CSI_CREDENTIAL_MAX_CONFIG) {
-        ret = csi_error_set(err, CS_ELIMIT, "%s is %zu bytes, over the %d-byte limit", file, len,
-                            CSI_CREDENTIAL_MAX_CONFIG);
+    ret = csi_credential_parse(&root, json, len, 0, file, err);
+    if (ret < 0 || root == NULL)
         goto out;
-    }
-    /* docker/cli ignores io.EOF from the decoder: an empty file is an empty config. */
-    if (json == NULL || all_whitespace(json, len)) {
-        ret = 0;
-        goto out;
-    }
-    root = json_loadb(json, len, 0, &jerr);
-    if (root == NULL) {
-        ret = csi_error_set(err, CS_EPROTO, "%s: invalid JSON (%s) at line %d, column %d", file,
-                            csi_json_reason(&jerr), jerr.line, jerr.column);
-        goto out;
-    }
-    if (!json_is_object(root)) {
-        ret = csi_error_set(err, CS_EPROTO, "%s: not a JSON object", file);
-        goto out;
-    }
     ret = select_helper(&helper, root, key, file, err);
     if (ret < 0)
         goto out;
@@ -492,6 +496,50 @@ csi_credential_lookup(csi_credential *out, const char *config_json, size_t len, 
                       cs_error **err)
 {
     return lookup(out, config_json, len, domain, "config.json", err);
+}
+
+int
+csi_credential_helper_for(char **out, const char *json, size_t len, const char *domain,
+                          const char *file, cs_error **err)
+{
+    const char *key = csi_credential_key(domain);
+    const char *helper = NULL;
+    json_t *root = NULL;
+    int ret;
+
+    *out = NULL;
+    if (key == NULL || key[0] == '\0')
+        return csi_error_set(err, CS_EINVAL, "credential lookup: empty registry name");
+    ret = csi_credential_parse(&root, json, len, 0, file, err);
+    if (ret == 0 && root != NULL)
+        ret = select_helper(&helper, root, key, file, err);
+    if (ret == 0)
+        ret = dup_field(out, helper, err);
+    json_decref(root);
+    return ret;
+}
+
+int
+csi_credential_copy(csi_credential *dst, const csi_credential *src, cs_error **err)
+{
+    csi_credential c = CSI_CREDENTIAL_INIT;
+    int ret;
+
+    ret = dup_field(&c.username, src->username, err);
+    if (ret == 0)
+        ret = dup_field(&c.password, src->password, err);
+    if (ret == 0)
+        ret = dup_field(&c.identity_token, src->identity_token, err);
+    if (ret == 0)
+        ret = dup_field(&c.registry_token, src->registry_token, err);
+    if (ret == 0)
+        ret = dup_field(&c.helper, src->helper, err);
+    if (ret < 0) {
+        csi_credential_dispose(&c);
+        return ret;
+    }
+    *dst = c;
+    return 0;
 }
 
 /* The user's home directory, newly allocated, or *out = NULL when there is none. Like
@@ -533,44 +581,57 @@ out:
 }
 
 int
-csi_credential_load(csi_credential *out, const char *config_dir, const char *domain, cs_error **err)
+csi_credential_config_path(char **out, const char *config_dir, cs_error **err)
 {
-    char *home = NULL;
-    char *path = NULL;
-    char *data = NULL;
     const char *env = getenv("DOCKER_CONFIG");
+    char *home = NULL;
+    int ret;
+
+    *out = NULL;
+    if (config_dir != NULL && config_dir[0] != '\0') {
+        ret = asprintf(out, "%s/config.json", config_dir);
+    } else if (env != NULL && env[0] != '\0') {
+        ret = asprintf(out, "%s/config.json", env);
+    } else {
+        ret = home_dir(&home, err);
+        if (ret < 0 || home == NULL)
+            goto out;
+        ret = asprintf(out, "%s/.docker/config.json", home);
+    }
+    if (ret < 0) {
+        *out = NULL;
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(home);
+    return ret;
+}
+
+void
+csi_credential_free_config(char *data, size_t len)
+{
+    if (data == NULL)
+        return;
+    OPENSSL_cleanse(data, len);
+    free(data);
+}
+
+int
+csi_credential_read_config(char **data_out, size_t *len_out, const char *path, cs_error **err)
+{
+    char *data = NULL;
     size_t len = 0;
     int fd = -1;
     int ret;
 
-    memset(out, 0, sizeof(*out));
-    if (config_dir != NULL && config_dir[0] != '\0') {
-        ret = asprintf(&path, "%s/config.json", config_dir);
-    } else if (env != NULL && env[0] != '\0') {
-        ret = asprintf(&path, "%s/config.json", env);
-    } else {
-        ret = home_dir(&home, err);
-        if (ret < 0)
-            goto out;
-        if (home == NULL) {
-            ret = 0;
-            goto out;
-        }
-        ret = asprintf(&path, "%s/.docker/config.json", home);
-    }
-    if (ret < 0) {
-        path = NULL;
-        ret = csi_error_oom(err);
-        goto out;
-    }
+    *data_out = NULL;
+    *len_out = 0;
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         /* No config is the normal state of a machine that never ran `docker login`. */
-        if (errno == ENOENT) {
-            ret = 0;
-            goto out;
-        }
-        ret = csi_error_errno(err, errno, "cannot open %s", path);
+        ret = errno == ENOENT ? 0 : csi_error_errno(err, errno, "cannot open %s", path);
         goto out;
     }
     /* One allocation of cap + 1 bytes: growing with realloc would leave stray copies of
@@ -598,14 +659,37 @@ csi_credential_load(csi_credential *out, const char *config_dir, const char *dom
                             CSI_CREDENTIAL_MAX_CONFIG);
         goto out;
     }
-    ret = lookup(out, data, len, domain, path, err);
+    /* a NUL terminator for whoever prints or scans it; the cap + 1 bytes leave room */
+    data[len] = '\0';
+    *data_out = data;
+    *len_out = len;
+    data = NULL;
+    ret = 0;
 out:
     if (fd >= 0)
         close(fd);
-    if (data != NULL)
-        OPENSSL_cleanse(data, len);
-    free(data);
+    csi_credential_free_config(data, len);
+    return ret;
+}
+
+int
+csi_credential_load(csi_credential *out, const char *config_dir, const char *domain, cs_error **err)
+{
+    char *path = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    int ret;
+
+    memset(out, 0, sizeof(*out));
+    ret = csi_credential_config_path(&path, config_dir, err);
+    if (ret < 0 || path == NULL)
+        goto out;
+    ret = csi_credential_read_config(&data, &len, path, err);
+    if (ret < 0 || data == NULL)
+        goto out;
+    ret = lookup(out, data, len, domain, path, err);
+out:
+    csi_credential_free_config(data, len);
     free(path);
-    free(home);
     return ret;
 }

@@ -98,12 +98,14 @@ first_line(char *dst, size_t dstsz, const char *out, size_t len)
 static const char *
 member(json_t *obj, const char *name)
 {
-    const char *key;
-    json_t *v;
+    void *it;
 
-    /* Go's encoding/json matches field names case-insensitively */
-    json_object_foreach(obj, key, v) {
-        if (strcasecmp(key, name) == 0)
+    /* Go's encoding/json matches field names case-insensitively (an explicit iterator:
+     * clang-format cannot lay json_object_foreach out as a loop) */
+    for (it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
+        json_t *v = json_object_iter_value(it);
+
+        if (strcasecmp(json_object_iter_key(it), name) == 0)
             return json_is_string(v) ? json_string_value(v) : NULL;
     }
     return NULL;
@@ -112,11 +114,12 @@ member(json_t *obj, const char *name)
 static bool
 member_is_bad(json_t *obj, const char *name)
 {
-    const char *key;
-    json_t *v;
+    void *it;
 
-    json_object_foreach(obj, key, v) {
-        if (strcasecmp(key, name) == 0)
+    for (it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
+        json_t *v = json_object_iter_value(it);
+
+        if (strcasecmp(json_object_iter_key(it), name) == 0)
             return !json_is_string(v) && !json_is_null(v);
     }
     return false;
@@ -126,28 +129,27 @@ member_is_bad(json_t *obj, const char *name)
 static void
 json_wipe(json_t *obj)
 {
-    const char *key;
-    json_t *v;
+    void *it;
 
     if (!json_is_object(obj))
         return;
-    json_object_foreach(obj, key, v) {
+    for (it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
+        json_t *v = json_object_iter_value(it);
+
         if (json_is_string(v))
             OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
     }
 }
 
 static int
-parse_answer(csi_credential *out, const char *helper, const char *buf, size_t len,
-             cs_error **err)
+parse_answer(csi_credential *out, const char *helper, const char *buf, size_t len, cs_error **err)
 {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, 0, &jerr);
     const char *user, *secret;
     int ret = 0;
 
-    if (!json_is_object(root) || member_is_bad(root, "Username") ||
-        member_is_bad(root, "Secret")) {
+    if (!json_is_object(root) || member_is_bad(root, "Username") || member_is_bad(root, "Secret")) {
         /* never quote the output: it may be a secret in a shape we did not expect */
         ret = csi_error_set(err, CS_EPROTO,
                             "docker-credential-%s get: the answer is not a JSON object with "
@@ -202,34 +204,61 @@ out:
     return ret;
 }
 
-int
-csi_credhelper_get(csi_credential *out, const char *helper, const char *server_key,
-                   cs_error **err)
-{
-    char prog[sizeof("docker-credential-") + HELPER_NAME_MAX];
-    char *argv[3];
-    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    bool fa_ok = false, overflow = false;
-    char *buf = NULL;
-    size_t len = 0;
-    pid_t pid = -1;
-    int status = 0, rc, ret = 0;
+/* The output of one helper run. */
+typedef struct run_result {
+    char *buf; /* CSI_CREDHELPER_MAX_OUTPUT + 1 bytes, NUL-terminated output */
+    size_t len;
+    bool overflow; /* it printed more than the cap (the rest was discarded) */
+    int status;    /* its wait status */
+} run_result;
 
+static void
+run_result_dispose(run_result *r)
+{
+    if (r->buf != NULL) {
+        OPENSSL_cleanse(r->buf, CSI_CREDHELPER_MAX_OUTPUT + 1);
+        free(r->buf);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+static int
+check_helper(const char *helper, cs_error **err)
+{
     if (helper == NULL || !helper_name_ok(helper))
         return csi_error_set(err, CS_EINVAL,
                              "docker config: credential helper name \"%.100s\" is not "
                              "[A-Za-z0-9._-]+",
                              helper ? helper : "");
-    if (server_key == NULL || !*server_key)
-        return csi_error_set(err, CS_EINVAL, "docker-credential-%s: no server key", helper);
+    return 0;
+}
+
+/* Run `docker-credential-HELPER ACTION` with INPUT (LEN bytes) on its stdin and collect its
+ * stdout into OUT. Only failures to run it are errors here; its exit status is the caller's
+ * to read. */
+static int
+run_helper(run_result *out, const char *helper, const char *action, const char *input, size_t len,
+           cs_error **err)
+{
+    char prog[sizeof("docker-credential-") + HELPER_NAME_MAX];
+    char *argv[3];
+    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    bool fa_ok = false;
+    pid_t pid = -1;
+    int rc, ret = 0;
+
+    memset(out, 0, sizeof(*out));
+    ret = check_helper(helper, err);
+    if (ret < 0)
+        return ret;
     snprintf(prog, sizeof(prog), "docker-credential-%s", helper);
     argv[0] = prog;
-    argv[1] = (char *)"get";
+    argv[1] = (char *)action;
     argv[2] = NULL;
 
-    buf = malloc(CSI_CREDHELPER_MAX_OUTPUT + 1);
-    if (buf == NULL)
+    out->buf = malloc(CSI_CREDHELPER_MAX_OUTPUT + 1);
+    if (out->buf == NULL)
         return csi_error_oom(err);
     if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0) {
         ret = csi_error_errno(err, errno, "%s: pipe", prog);
@@ -246,7 +275,6 @@ csi_credhelper_get(csi_credential *out, const char *helper, const char *server_k
         ret = csi_error_errno(err, rc, "%s", prog);
         goto out;
     }
-    csi_log(CS_LOG_DEBUG, "asking %s for %s", prog, server_key);
     rc = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
     if (rc != 0) {
         pid = -1;
@@ -264,66 +292,44 @@ csi_credhelper_get(csi_credential *out, const char *helper, const char *server_k
     close(out_pipe[1]);
     out_pipe[1] = -1;
 
-    /* the key is short (a host name): it fits the pipe buffer, no deadlock with reading */
-    rc = write_key(in_pipe[1], server_key, strlen(server_key));
+    /* a key or one small JSON object: it fits the pipe buffer, no deadlock with reading */
+    rc = write_key(in_pipe[1], input, len);
     close(in_pipe[1]);
     in_pipe[1] = -1;
     if (rc < 0) {
-        ret = csi_error_errno(err, -rc, "%s: writing the server key", prog);
+        ret = csi_error_errno(err, -rc, "%s %s: writing its input", prog, action);
         goto out;
     }
     for (;;) {
         char drain[4096];
         ssize_t n;
 
-        if (len < CSI_CREDHELPER_MAX_OUTPUT)
-            n = read(out_pipe[0], buf + len, CSI_CREDHELPER_MAX_OUTPUT - len);
+        if (out->len < CSI_CREDHELPER_MAX_OUTPUT)
+            n = read(out_pipe[0], out->buf + out->len, CSI_CREDHELPER_MAX_OUTPUT - out->len);
         else
             n = read(out_pipe[0], drain, sizeof(drain));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            ret = csi_error_errno(err, errno, "%s: reading its answer", prog);
+            ret = csi_error_errno(err, errno, "%s %s: reading its answer", prog, action);
             goto out;
         }
         if (n == 0)
             break;
-        if (len < CSI_CREDHELPER_MAX_OUTPUT) {
-            len += (size_t)n;
+        if (out->len < CSI_CREDHELPER_MAX_OUTPUT) {
+            out->len += (size_t)n;
         } else {
             OPENSSL_cleanse(drain, (size_t)n);
-            overflow = true;
+            out->overflow = true;
         }
     }
-    buf[len] = '\0';
-
+    out->buf[out->len] = '\0';
 out:
     if (pid > 0) {
         if (ret < 0)
             kill(pid, SIGTERM);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        while (waitpid(pid, &out->status, 0) < 0 && errno == EINTR)
             ;
-    }
-    if (ret == 0) {
-        char line[256];
-
-        first_line(line, sizeof(line), buf, len);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            if (overflow)
-                ret = csi_error_set(err, CS_ELIMIT, "%s get: answer over %u bytes", prog,
-                                    CSI_CREDHELPER_MAX_OUTPUT);
-            else
-                ret = parse_answer(out, helper, buf, len, err);
-        } else if (memmem(buf, len, NOT_FOUND_TEXT, strlen(NOT_FOUND_TEXT)) != NULL) {
-            csi_log(CS_LOG_DEBUG, "%s has no credentials for %s", prog, server_key);
-        } else if (WIFEXITED(status)) {
-            ret = csi_error_set(err, CS_EAUTH, "%s get for %s failed (exit status %d)%s%s", prog,
-                                server_key, WEXITSTATUS(status), *line ? ": " : "", line);
-        } else {
-            ret = csi_error_set(err, CS_EAUTH, "%s get for %s was killed by signal %d%s%s",
-                                prog, server_key, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
-                                *line ? ": " : "", line);
-        }
     }
     if (fa_ok)
         posix_spawn_file_actions_destroy(&fa);
@@ -333,7 +339,130 @@ out:
         if (out_pipe[i] >= 0)
             close(out_pipe[i]);
     }
-    OPENSSL_cleanse(buf, CSI_CREDHELPER_MAX_OUTPUT + 1);
-    free(buf);
+    if (ret < 0)
+        run_result_dispose(out);
+    return ret;
+}
+
+static bool
+exited_ok(const run_result *r)
+{
+    return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+static bool
+said_not_found(const run_result *r)
+{
+    return memmem(r->buf, r->len, NOT_FOUND_TEXT, strlen(NOT_FOUND_TEXT)) != NULL;
+}
+
+/* The error for a helper run that did not exit 0: CODE, naming the action and the key, with
+ * the first line of its output (where helpers print their errors). */
+static int
+run_failed(const run_result *r, int code, const char *helper, const char *action,
+           const char *server_key, cs_error **err)
+{
+    char line[256];
+
+    first_line(line, sizeof(line), r->buf, r->len);
+    if (WIFEXITED(r->status))
+        return csi_error_set(err, code,
+                             "docker-credential-%s %s for %s failed (exit status %d)%s%s", helper,
+                             action, server_key, WEXITSTATUS(r->status), *line ? ": " : "", line);
+    return csi_error_set(err, code, "docker-credential-%s %s for %s was killed by signal %d%s%s",
+                         helper, action, server_key,
+                         WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0, *line ? ": " : "", line);
+}
+
+int
+csi_credhelper_get(csi_credential *out, const char *helper, const char *server_key, cs_error **err)
+{
+    run_result r;
+    int ret;
+
+    ret = check_helper(helper, err);
+    if (ret < 0)
+        return ret;
+    if (server_key == NULL || !*server_key)
+        return csi_error_set(err, CS_EINVAL, "docker-credential-%s: no server key", helper);
+    csi_log(CS_LOG_DEBUG, "asking docker-credential-%s for %s", helper, server_key);
+    ret = run_helper(&r, helper, "get", server_key, strlen(server_key), err);
+    if (ret < 0)
+        return ret;
+    if (exited_ok(&r)) {
+        if (r.overflow)
+            ret = csi_error_set(err, CS_ELIMIT, "docker-credential-%s get: answer over %u bytes",
+                                helper, CSI_CREDHELPER_MAX_OUTPUT);
+        else
+            ret = parse_answer(out, helper, r.buf, r.len, err);
+    } else if (said_not_found(&r)) {
+        csi_log(CS_LOG_DEBUG, "docker-credential-%s has no credentials for %s", helper, server_key);
+    } else {
+        ret = run_failed(&r, CS_EAUTH, helper, "get", server_key, err);
+    }
+    run_result_dispose(&r);
+    return ret;
+}
+
+int
+csi_credhelper_store(const char *helper, const char *server_key, const char *username,
+                     const char *secret, cs_error **err)
+{
+    json_t *obj = NULL;
+    char *input = NULL;
+    run_result r = {0};
+    int ret;
+
+    ret = check_helper(helper, err);
+    if (ret < 0)
+        return ret;
+    if (server_key == NULL || !*server_key || username == NULL || secret == NULL)
+        return csi_error_set(err, CS_EINVAL, "docker-credential-%s store: missing field", helper);
+    /* docker-credential-helpers credentials.Credentials */
+    obj =
+        json_pack("{s:s,s:s,s:s}", "ServerURL", server_key, "Username", username, "Secret", secret);
+    input = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
+    if (input == NULL) {
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    csi_log(CS_LOG_DEBUG, "storing the credentials for %s in docker-credential-%s", server_key,
+            helper);
+    ret = run_helper(&r, helper, "store", input, strlen(input), err);
+    if (ret == 0 && !exited_ok(&r))
+        ret = run_failed(&r, CS_ERROR, helper, "store", server_key, err);
+out:
+    run_result_dispose(&r);
+    if (input != NULL) {
+        OPENSSL_cleanse(input, strlen(input));
+        free(input);
+    }
+    json_wipe(obj);
+    json_decref(obj);
+    return ret;
+}
+
+int
+csi_credhelper_erase(bool *found, const char *helper, const char *server_key, cs_error **err)
+{
+    run_result r;
+    int ret;
+
+    *found = false;
+    ret = check_helper(helper, err);
+    if (ret < 0)
+        return ret;
+    if (server_key == NULL || !*server_key)
+        return csi_error_set(err, CS_EINVAL, "docker-credential-%s: no server key", helper);
+    csi_log(CS_LOG_DEBUG, "erasing the credentials for %s from docker-credential-%s", server_key,
+            helper);
+    ret = run_helper(&r, helper, "erase", server_key, strlen(server_key), err);
+    if (ret < 0)
+        return ret;
+    if (exited_ok(&r))
+        *found = true;
+    else if (!said_not_found(&r))
+        ret = run_failed(&r, CS_ERROR, helper, "erase", server_key, err);
+    run_result_dispose(&r);
     return ret;
 }

@@ -1,8 +1,11 @@
 /* Docker credential helpers (docker/docker-credential-helpers client protocol): run
  * `docker-credential-<helper> get`, the server key on stdin, and read
- * {"ServerURL","Username","Secret"} from stdout. */
+ * {"ServerURL","Username","Secret"} from stdout; `store` takes that object on stdin, `erase`
+ * the server key. Helpers print their errors on stdout. */
 #ifndef CS_LIB_CREDHELPER_H
 #define CS_LIB_CREDHELPER_H
+
+#include <stdbool.h>
 
 #include <cachesync/error.h>
 
@@ -21,5 +24,17 @@
  * object, CS_ELIMIT over CSI_CREDHELPER_MAX_OUTPUT, CS_ENOMEM. Its stderr is the caller's. */
 int csi_credhelper_get(csi_credential *out, const char *helper, const char *server_key,
                        cs_error **err);
+
+/* `docker-credential-HELPER store` with {"ServerURL": SERVER_KEY, "Username": USERNAME,
+ * "Secret": SECRET} (docker/cli passes Username "<token>" and the identity token as SECRET
+ * for one). Errors as csi_credhelper_get's, except that a helper's failure is CS_ERROR
+ * (quoting the first line of its output). */
+int csi_credhelper_store(const char *helper, const char *server_key, const char *username,
+                         const char *secret, cs_error **err);
+
+/* `docker-credential-HELPER erase` of SERVER_KEY. *FOUND is false when the helper says
+ * "credentials not found" (0 is returned: nothing to erase is no failure). Errors as
+ * csi_credhelper_store's. */
+int csi_credhelper_erase(bool *found, const char *helper, const char *server_key, cs_error **err);
 
 #endif

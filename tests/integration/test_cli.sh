@@ -29,6 +29,10 @@ assert_exit 0 "help audit" -- "$cs" help audit
 assert_contains "$WORK/out" '^usage: cachesync audit' "help audit shows its usage"
 assert_exit 0 "audit --help" -- "$cs" audit --help
 assert_contains "$WORK/out" '^usage: cachesync audit' "audit --help shows the same usage"
+for c in pull push doctor audit store login logout version; do
+    assert_exit 0 "$c -h" -- "$cs" "$c" -h
+    assert_contains "$WORK/out" "^usage: cachesync $c" "$c -h prints its usage"
+done
 assert_exit 2 "help of an unknown command" -- "$cs" help frob
 
 # Malformed references: exit 2, one line naming the reference.

@@ -4,7 +4,9 @@
 # anonymously for a public repository and with the `docker login` credentials for a private
 # one, gets byte-equal results to curl doing the dance itself, asks only for pull, fails
 # clearly (exit 4) without or with wrong credentials, never prints the password or a token,
-# and does the same over TLS with the token server on https.
+# and does the same over TLS with the token server on https. A push of an image already pushed
+# to another repository mounts every blob (POST ?mount=&from=, 0 bytes uploaded) with one token
+# for repository:B:pull,push plus repository:A:pull.
 # shellcheck disable=SC2154 # NAME_* variables are set by start_registry/start_dockerd
 . "${CS_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 cs_need jq curl
@@ -114,6 +116,53 @@ assert_not_contains "$WORK/err" "$(printf '%s:%s' "$tok_REG_USER" "$tok_REG_PASS
 assert_not_contains "$WORK/err" 'eyJ' "no token (JWT) is in verbose output"
 assert_not_contains "$WORK/out" 'eyJ' "no token (JWT) is in the output"
 assert_contains "$WORK/err" "> GET http://$R/v2/" "verbose output shows the requests"
+
+# ---- cross-repository mount: push to mnt/a, then the same image to mnt/b ----------------------
+# A store of its own: it records which repositories hold which blobs, and nothing else may
+# have taught it where these blobs are.
+mstore=$WORK/mount-store
+token_mark "$TLOG"
+assert_exit 0 "cachesync push to mnt/a" -- env DOCKER_HOST="$a_DOCKER_HOST" \
+    "$cs" --json --store "$mstore" push "docker:$R/private/app:v1" "$R/mnt/a:v1"
+cp "$WORK/out" "$WORK/push-a.json"
+nblobs=$(jq -r .blobs.total "$WORK/push-a.json")
+assert_eq "$(jq -r .blobs.uploaded "$WORK/push-a.json")" "$nblobs" "the first push uploads every blob"
+token_since "$TLOG"
+assert_contains "$WORK/tlog" 'status=200 authorization=basic user=alice .*scope=repository:mnt/a:pull,push .*granted=repository:mnt/a:pull,push' \
+    "the first push got a pull,push token for mnt/a"
+
+token_mark "$TLOG"
+assert_exit 0 "cachesync push of the same image to mnt/b" -- env DOCKER_HOST="$a_DOCKER_HOST" \
+    "$cs" -v -v --json --store "$mstore" push "docker:$R/private/app:v1" "$R/mnt/b:v1"
+cp "$WORK/out" "$WORK/push-b.json"
+cp "$WORK/err" "$WORK/push-b.err"
+token_since "$TLOG"
+assert_eq "$(jq -r .blobs.total "$WORK/push-b.json")" "$nblobs" "the second push has the same blobs"
+assert_eq "$(jq -r .blobs.mounted "$WORK/push-b.json")" "$nblobs" "every blob was mounted from mnt/a"
+assert_eq "$(jq -r .blobs.uploaded "$WORK/push-b.json")" 0 "no blob was uploaded"
+assert_eq "$(jq -r .blobs.bytes_uploaded "$WORK/push-b.json")" 0 "0 layer bytes were uploaded"
+assert_eq "$(jq -r .digest "$WORK/push-b.json")" "$(jq -r .digest "$WORK/push-a.json")" \
+    "mnt/b got the same manifest"
+CURL_USER=$tok_REG_USER:$tok_REG_PASS curl_dance "$WORK/mnt-b.curl" "http://$R/v2/mnt/b/manifests/v1" ||
+    fail "curl: mnt/b manifest"
+for d in $(jq -r '.config.digest, .layers[].digest' "$WORK/mnt-b.curl"); do
+    assert_contains "$WORK/push-b.err" "> POST http://$R/v2/mnt/b/blobs/uploads/\\?mount=$d&from=mnt/a\$" \
+        "POST ?mount=${d:7:12}&from=mnt/a"
+done
+assert_eq "$(grep -c "^cachesync: debug: < 201 http://$R/v2/mnt/b/blobs/uploads/?mount=" "$WORK/push-b.err")" \
+    "$nblobs" "the registry answered 201 Created to every mount"
+assert_not_contains "$WORK/push-b.err" "> (PUT|PATCH) http://$R/v2/mnt/b/blobs/" "no blob upload request to mnt/b"
+# one token for both repositories: push on the target, pull on the source
+assert_contains "$WORK/tlog" 'GET /token status=200 authorization=basic user=alice .*scope=repository:mnt/b:pull,push scope=repository:mnt/a:pull granted=repository:mnt/b:pull,push granted=repository:mnt/a:pull' \
+    "the mount token asked for repository:mnt/b:pull,push and repository:mnt/a:pull, and got both"
+assert_not_contains "$WORK/tlog" 'scope=repository:mnt/a:[a-z,]*push' "the mount asked no push on the source"
+assert_not_contains "$WORK/tlog" 'status=[^2]' "every token request of the second push succeeded"
+for d in $(jq -r '.config.digest, .layers[].digest' "$WORK/mnt-b.curl"); do
+    CURL_USER=$tok_REG_USER:$tok_REG_PASS curl_dance "$WORK/mnt-b.blob" "http://$R/v2/mnt/b/blobs/$d" ||
+        fail "curl: blob $d of mnt/b"
+    [[ sha256:$(sha256sum "$WORK/mnt-b.blob" | cut -d' ' -f1) == "$d" ]] || fail "blob $d of mnt/b does not verify"
+done
+pass "mnt/b serves every mounted blob, verified"
 
 # ---- the same over TLS: registry and token server on https with the test CA -------------------
 start_registry tls --tls --token --htpasswd alice:tls-t0k3n-pw --anonymous-pull '^public/'

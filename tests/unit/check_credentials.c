@@ -1,6 +1,8 @@
 /* Docker client config lookup (src/lib/credentials.c). */
 #include "config.h"
 
+#include <jansson.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -209,6 +211,359 @@ START_TEST(test_credentials_size_cap)
 }
 END_TEST
 
+/* ---- the writer (credstore.c): pure transformations ------------------------------------ */
+
+/* csi_credstore_set on IN, checked to succeed; a new string. */
+static char *
+set_ok(const char *in, const char *key, const char *user, const char *pass)
+{
+    cs_error *err = NULL;
+    char *out = NULL;
+    size_t len = 0;
+
+    ck_assert_cs_ok(csi_credstore_set(&out, &len, in, in ? strlen(in) : 0, key, user, pass,
+                                      "config.json", &err),
+                    &err);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_uint_eq(strlen(out), len);
+    return out;
+}
+
+static json_t *
+parse(const char *s)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(s, JSON_ALLOW_NUL, &jerr);
+
+    ck_assert_msg(j != NULL, "not JSON (%s): %s", jerr.text, s);
+    return j;
+}
+
+START_TEST(test_credstore_round_trip)
+{
+    static const char *const keys[] = {"reg.example.com", "127.0.0.1:5000", "[::1]:5000", HUB};
+    static const char *const domains[] = {"reg.example.com", "127.0.0.1:5000", "[::1]:5000",
+                                          "docker.io"};
+    static const char *const passwords[] = {"pw", "p:a:s:s", "\xc3\xa9t\xc3\xa9 \"\\\t", "x"};
+    csi_credential c = CSI_CREDENTIAL_INIT;
+    cs_error *err = NULL;
+    char *out;
+    size_t i;
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        out = set_ok(i % 2 ? "" : NULL, keys[i], "alice", passwords[i]);
+        ck_assert_cs_ok(csi_credential_lookup(&c, out, strlen(out), domains[i], &err), &err);
+        ck_assert_str_eq(c.username, "alice");
+        ck_assert_str_eq(c.password, passwords[i]);
+        ck_assert_ptr_null(c.identity_token);
+        ck_assert_ptr_null(c.helper);
+        csi_credential_dispose(&c);
+        csi_credential_free_config(out, strlen(out));
+    }
+    /* exactly what docker writes: auths.KEY.auth = base64(user:password) */
+    out = set_ok(NULL, "r", "user", "pass");
+    {
+        json_t *j = parse(out);
+
+        ck_assert_str_eq(json_string_value(json_object_get(
+                             json_object_get(json_object_get(j, "auths"), "r"), "auth")),
+                         "dXNlcjpwYXNz");
+        ck_assert_uint_eq(json_object_size(j), 1);
+        json_decref(j);
+    }
+    /* a second login replaces the first */
+    {
+        char *again = set_ok(out, "r", "bob", "pw2");
+
+        ck_assert_cs_ok(csi_credential_lookup(&c, again, strlen(again), "r", &err), &err);
+        ck_assert_str_eq(c.username, "bob");
+        ck_assert_str_eq(c.password, "pw2");
+        csi_credential_dispose(&c);
+        free(again);
+    }
+    free(out);
+}
+END_TEST
+
+START_TEST(test_credstore_keeps_other_keys)
+{
+    static const char in[] =
+        "{\"psFormat\":\"table {{.ID}}\",\"auths\":{\"other:5000\":{\"auth\":\"dTpw\","
+        "\"email\":\"u@x\"},\"r\":{\"auth\":\"b2xkOm9sZA==\",\"email\":\"me@x\","
+        "\"identitytoken\":\"old-id\",\"Username\":\"old\",\"password\":\"old\","
+        "\"registrytoken\":\"old-rt\",\"x-extra\":[1,2]}},\"credHelpers\":{\"gcr.io\":\"gcloud\"},"
+        "\"proxies\":{\"default\":{\"httpProxy\":\"http://p:3128\"}},\"n\":[1,2.5,null,true],"
+        "\"nul\":\"a\\u0000b\",\"u\":\"h\\u00e9\"}";
+    json_t *before = parse(in), *after, *entry;
+    char *out = set_ok(in, "r", "alice", "pw");
+    const char *k;
+    void *it;
+    size_t i = 0;
+
+    after = parse(out);
+    entry = json_object_get(json_object_get(after, "auths"), "r");
+    /* the entry: auth replaced, the other secrets gone (case-insensitive names too), the rest
+     * kept */
+    ck_assert_str_eq(json_string_value(json_object_get(entry, "auth")), "YWxpY2U6cHc=");
+    ck_assert_str_eq(json_string_value(json_object_get(entry, "email")), "me@x");
+    ck_assert_ptr_nonnull(json_object_get(entry, "x-extra"));
+    ck_assert_uint_eq(json_object_size(entry), 3);
+    /* everything else equal, in the same order */
+    json_object_del(json_object_get(before, "auths"), "r");
+    json_object_del(json_object_get(after, "auths"), "r");
+    ck_assert(json_equal(before, after));
+    for (it = json_object_iter(after); it != NULL; it = json_object_iter_next(after, it), i++) {
+        static const char *const order[] = {"psFormat", "auths", "credHelpers", "proxies", "n",
+                                            "nul",      "u"};
+
+        k = json_object_iter_key(it);
+        ck_assert_str_eq(k, order[i]);
+    }
+    /* "\u0000" survives */
+    ck_assert_uint_eq(json_string_length(json_object_get(after, "nul")), 3);
+    json_decref(before);
+    json_decref(after);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_credstore_helper_entry)
+{
+    csi_credential c = CSI_CREDENTIAL_INIT;
+    cs_error *err = NULL;
+    char *out;
+    json_t *j;
+
+    /* the secret went to a helper: an empty entry, as docker's native store leaves it */
+    out =
+        set_ok("{\"credsStore\":\"pass\",\"auths\":{\"r\":{\"auth\":\"dTpw\"}}}", "r", NULL, NULL);
+    j = parse(out);
+    ck_assert_uint_eq(json_object_size(json_object_get(json_object_get(j, "auths"), "r")), 0);
+    ck_assert_ptr_null(strstr(out, "dTpw"));
+    ck_assert_cs_ok(csi_credential_lookup(&c, out, strlen(out), "r", &err), &err);
+    ck_assert_str_eq(c.helper, "pass");
+    csi_credential_dispose(&c);
+    json_decref(j);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_credstore_auths_shapes)
+{
+    cs_error *err = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    json_t *j;
+
+    /* null auths: replaced */
+    out = set_ok("{\"auths\":null}", "r", "u", "p");
+    j = parse(out);
+    ck_assert(json_is_object(json_object_get(json_object_get(j, "auths"), "r")));
+    json_decref(j);
+    free(out);
+    /* "Auths" is the field Go would decode: written there, not beside it */
+    out = set_ok("{\"Auths\":{\"x\":{}}}", "r", "u", "p");
+    j = parse(out);
+    ck_assert_ptr_null(json_object_get(j, "auths"));
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(j, "Auths"), "r"));
+    json_decref(j);
+    free(out);
+    /* a whitespace-only file is an empty config */
+    out = set_ok(" \n", "r", "u", "p");
+    free(out);
+    /* refusals leave nothing */
+    ck_assert_int_eq(
+        csi_credstore_set(&out, &len, "{\"auths\":[]}", 12, "r", "u", "p", "/x/config.json", &err),
+        CS_EPROTO);
+    ck_assert_ptr_null(out);
+    ck_assert_ptr_nonnull(strstr(err->message, "/x/config.json"));
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_eq(
+        csi_credstore_set(&out, &len, "{\"auths\":", 9, "r", "u", "p", "config.json", &err),
+        CS_EPROTO);
+    ck_assert_ptr_null(out);
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_eq(csi_credstore_set(&out, &len, "[]", 2, "r", "u", "p", "config.json", &err),
+                     CS_EPROTO);
+    cs_error_free(err);
+    err = NULL;
+    /* a user name with ':' would not read back */
+    ck_assert_int_eq(csi_credstore_set(&out, &len, NULL, 0, "r", "a:b", "p", "config.json", &err),
+                     CS_EINVAL);
+    ck_assert_ptr_null(out);
+    cs_error_free(err);
+}
+END_TEST
+
+START_TEST(test_credstore_server_names)
+{
+    static const struct {
+        const char *server, *key, *domain;
+    } ok[] = {
+        {NULL, HUB, "docker.io"},
+        {"", HUB, "docker.io"},
+        {"docker.io", HUB, "docker.io"},
+        {"index.docker.io", HUB, "docker.io"},
+        {"registry-1.docker.io", HUB, "docker.io"},
+        {"https://index.docker.io/v1/", HUB, "docker.io"},
+        {"Docker.IO", HUB, "docker.io"},
+        {"reg.example.com", "reg.example.com", "reg.example.com"},
+        {"https://reg.example.com:5000/v2/", "reg.example.com:5000", "reg.example.com:5000"},
+        {"http://me@127.0.0.1:5000", "127.0.0.1:5000", "127.0.0.1:5000"},
+        {"localhost:5000/some/path", "localhost:5000", "localhost:5000"},
+        {"[::1]:5000", "[::1]:5000", "[::1]:5000"},
+        {"docker.io:443", "docker.io:443", "docker.io:443"},
+    };
+    static const char *const bad[] = {"a b",   ":5000", "-x.example.com",
+                                      "/path", "r\tx",  "https:///v2/"};
+    cs_error *err = NULL;
+    char *key, *domain;
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        ck_assert_cs_ok(csi_credstore_server(&key, &domain, ok[i].server, &err), &err);
+        ck_assert_msg(strcmp(key, ok[i].key) == 0, "%s: key %s", ok[i].server, key);
+        ck_assert_msg(strcmp(domain, ok[i].domain) == 0, "%s: domain %s", ok[i].server, domain);
+        free(key);
+        free(domain);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(csi_credstore_server(&key, &domain, bad[i], &err) == CS_EINVAL, "%s", bad[i]);
+        ck_assert_ptr_null(key);
+        ck_assert_ptr_null(domain);
+        cs_error_free(err);
+        err = NULL;
+    }
+}
+END_TEST
+
+START_TEST(test_credstore_hub_key)
+{
+    csi_credential c = CSI_CREDENTIAL_INIT;
+    cs_error *err = NULL;
+    char *key, *domain, *out;
+    json_t *j;
+
+    /* `login docker.io` lands where docker's lookup (and ours, for any Hub name) reads */
+    ck_assert_cs_ok(csi_credstore_server(&key, &domain, "docker.io", &err), &err);
+    out = set_ok("{}", key, "hub", "hubpw");
+    j = parse(out);
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(j, "auths"), HUB));
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "auths")), 1);
+    ck_assert_cs_ok(csi_credential_lookup(&c, out, strlen(out), "index.docker.io", &err), &err);
+    ck_assert_str_eq(c.username, "hub");
+    ck_assert_str_eq(c.password, "hubpw");
+    csi_credential_dispose(&c);
+    json_decref(j);
+    free(out);
+    free(key);
+    free(domain);
+}
+END_TEST
+
+START_TEST(test_credstore_erase)
+{
+    static const char in[] =
+        "{\"auths\":{\"r:5000\":{\"auth\":\"dTpw\"},\"https://r:5000/v1/\":{\"auth\":\"dTpw\"},"
+        "\"http://r:5000\":{},\"r\":{\"auth\":\"dTpw\"},\"other:5000\":{\"auth\":\"dTpw\"},"
+        "\"" HUB "\":{\"auth\":\"dTpw\"}},\"credsStore\":\"x\",\"z\":1}";
+    csi_credential c = CSI_CREDENTIAL_INIT;
+    cs_error *err = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    bool removed = false;
+    json_t *j, *auths;
+
+    ck_assert_cs_ok(
+        csi_credstore_erase(&out, &len, &removed, in, strlen(in), "r:5000", "config.json", &err),
+        &err);
+    ck_assert(removed);
+    j = parse(out);
+    auths = json_object_get(j, "auths");
+    /* the key and the legacy keys naming its host, nothing else */
+    ck_assert_uint_eq(json_object_size(auths), 3);
+    ck_assert_ptr_nonnull(json_object_get(auths, "r"));
+    ck_assert_ptr_nonnull(json_object_get(auths, "other:5000"));
+    ck_assert_ptr_nonnull(json_object_get(auths, HUB));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "credsStore")), "x");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "z")), 1);
+    /* what a lookup finds afterwards: nothing (the helper aside, which logout erases) */
+    ck_assert_cs_ok(csi_credential_lookup(&c, "{}", 2, "r:5000", &err), &err);
+    json_decref(j);
+
+    /* erase after set: back to the original */
+    {
+        static const char orig[] = "{\"a\":1,\"auths\":{\"o\":{\"auth\":\"dTpw\"}}}";
+        char *set = set_ok(orig, "r", "u", "p"), *back = NULL;
+        json_t *want = parse(orig), *got;
+
+        ck_assert_cs_ok(
+            csi_credstore_erase(&back, &len, &removed, set, strlen(set), "r", "config.json", &err),
+            &err);
+        ck_assert(removed);
+        got = parse(back);
+        ck_assert(json_equal(want, got));
+        json_decref(want);
+        json_decref(got);
+        free(set);
+        free(back);
+    }
+    free(out);
+    out = NULL;
+
+    /* Hub: only the URL key (other Hub spellings are not where docker reads) */
+    ck_assert_cs_ok(
+        csi_credstore_erase(&out, &len, &removed, in, strlen(in), HUB, "config.json", &err), &err);
+    ck_assert(removed);
+    j = parse(out);
+    ck_assert_ptr_null(json_object_get(json_object_get(j, "auths"), HUB));
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "auths")), 5);
+    json_decref(j);
+    free(out);
+    out = NULL;
+
+    /* nothing there: not removed, nothing to write */
+    ck_assert_cs_ok(
+        csi_credstore_erase(&out, &len, &removed, in, strlen(in), "nope:1", "config.json", &err),
+        &err);
+    ck_assert(!removed);
+    ck_assert_ptr_null(out);
+    ck_assert_cs_ok(csi_credstore_erase(&out, &len, &removed, NULL, 0, "r", "config.json", &err),
+                    &err);
+    ck_assert(!removed);
+    ck_assert_cs_ok(
+        csi_credstore_erase(&out, &len, &removed, "{\"auths\":null}", 14, "r", "config.json", &err),
+        &err);
+    ck_assert(!removed);
+    ck_assert_int_eq(
+        csi_credstore_erase(&out, &len, &removed, "{\"auths\":1}", 11, "r", "config.json", &err),
+        CS_EPROTO);
+    cs_error_free(err);
+}
+END_TEST
+
+START_TEST(test_credentials_helper_for)
+{
+    cs_error *err = NULL;
+    char *h = NULL;
+    const char *j1 = "{\"credsStore\":\"desktop\",\"credHelpers\":{\"r\":\"ecr\",\"e\":\"\"}}";
+
+    ck_assert_cs_ok(csi_credential_helper_for(&h, j1, strlen(j1), "r", "c", &err), &err);
+    ck_assert_str_eq(h, "ecr");
+    free(h);
+    ck_assert_cs_ok(csi_credential_helper_for(&h, j1, strlen(j1), "x", "c", &err), &err);
+    ck_assert_str_eq(h, "desktop");
+    free(h);
+    /* an empty credHelpers entry: the file */
+    ck_assert_cs_ok(csi_credential_helper_for(&h, j1, strlen(j1), "e", "c", &err), &err);
+    ck_assert_ptr_null(h);
+    ck_assert_cs_ok(csi_credential_helper_for(&h, NULL, 0, "r", "c", &err), &err);
+    ck_assert_ptr_null(h);
+}
+END_TEST
+
 /* ---- csi_credential_load: a temporary config directory --------------------------------- */
 
 static char tmpdir[64];
@@ -363,6 +718,91 @@ START_TEST(test_credentials_load_errors_name_path)
 }
 END_TEST
 
+START_TEST(test_credstore_write_file)
+{
+    cs_error *err = NULL;
+    char path[256], dir[192], target[256], *data = NULL;
+    struct stat st;
+    size_t len = 0;
+
+    /* a missing directory is made 0700; the file is 0600 */
+    snprintf(dir, sizeof(dir), "%s/new/.docker", tmpdir);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    ck_assert_cs_ok(csi_credstore_write(path, "{}\n", 3, &err), &err);
+    ck_assert_int_eq(stat(dir, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0700);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    ck_assert_cs_ok(csi_credential_read_config(&data, &len, path, &err), &err);
+    ck_assert_str_eq(data, "{}\n");
+    csi_credential_free_config(data, len);
+
+    /* an existing 0644 file ends 0600; nothing else is left in the directory */
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_cs_ok(csi_credstore_write(path, "{\"a\":1}", 7, &err), &err);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    ck_assert_int_eq(st.st_size, 7);
+    {
+        char cmd[512];
+
+        snprintf(cmd, sizeof(cmd), "test \"$(ls -A '%s')\" = config.json", dir);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+
+    /* a symlink stays a symlink; its target is replaced */
+    snprintf(target, sizeof(target), "%s/real.json", tmpdir);
+    write_file(tmpdir, "real.json", "{}");
+    snprintf(path, sizeof(path), "%s/link.json", tmpdir);
+    ck_assert_int_eq(symlink(target, path), 0);
+    ck_assert_cs_ok(csi_credstore_write(path, "{\"b\":2}", 7, &err), &err);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    ck_assert_cs_ok(csi_credential_read_config(&data, &len, target, &err), &err);
+    ck_assert_str_eq(data, "{\"b\":2}");
+    csi_credential_free_config(data, len);
+
+    /* a missing file reads as none */
+    snprintf(path, sizeof(path), "%s/none.json", tmpdir);
+    ck_assert_cs_ok(csi_credential_read_config(&data, &len, path, &err), &err);
+    ck_assert_ptr_null(data);
+}
+END_TEST
+
+START_TEST(test_credstore_file_round_trip)
+{
+    csi_credential c = CSI_CREDENTIAL_INIT;
+    cs_error *err = NULL;
+    char *path = NULL, *data = NULL, *out = NULL;
+    size_t len = 0, olen = 0;
+    bool removed = false;
+
+    write_file(tmpdir, "config.json", "{\"psFormat\":\"x\"}");
+    ck_assert_cs_ok(csi_credential_config_path(&path, tmpdir, &err), &err);
+    ck_assert_cs_ok(csi_credential_read_config(&data, &len, path, &err), &err);
+    ck_assert_cs_ok(csi_credstore_set(&out, &olen, data, len, "r:5000", "u", "p", path, &err),
+                    &err);
+    ck_assert_cs_ok(csi_credstore_write(path, out, olen, &err), &err);
+    csi_credential_free_config(out, olen);
+    csi_credential_free_config(data, len);
+    ck_assert_cs_ok(csi_credential_load(&c, tmpdir, "r:5000", &err), &err);
+    ck_assert_str_eq(c.username, "u");
+    ck_assert_str_eq(c.password, "p");
+    csi_credential_dispose(&c);
+
+    ck_assert_cs_ok(csi_credential_read_config(&data, &len, path, &err), &err);
+    ck_assert_cs_ok(csi_credstore_erase(&out, &olen, &removed, data, len, "r:5000", path, &err),
+                    &err);
+    ck_assert(removed);
+    ck_assert_cs_ok(csi_credstore_write(path, out, olen, &err), &err);
+    csi_credential_free_config(out, olen);
+    csi_credential_free_config(data, len);
+    ck_assert_cs_ok(csi_credential_load(&c, tmpdir, "r:5000", &err), &err);
+    ck_assert_ptr_null(c.username);
+    free(path);
+}
+END_TEST
+
 static Suite *
 credentials_suite(void)
 {
@@ -382,6 +822,19 @@ credentials_suite(void)
     tcase_add_test(tc, test_credentials_load_missing_file);
     tcase_add_test(tc, test_credentials_load_env);
     tcase_add_test(tc, test_credentials_load_errors_name_path);
+    tcase_add_test(tc, test_credstore_write_file);
+    tcase_add_test(tc, test_credstore_file_round_trip);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("writer");
+    tcase_add_test(tc, test_credstore_round_trip);
+    tcase_add_test(tc, test_credstore_keeps_other_keys);
+    tcase_add_test(tc, test_credstore_helper_entry);
+    tcase_add_test(tc, test_credstore_auths_shapes);
+    tcase_add_test(tc, test_credstore_server_names);
+    tcase_add_test(tc, test_credstore_hub_key);
+    tcase_add_test(tc, test_credstore_erase);
+    tcase_add_test(tc, test_credentials_helper_for);
     suite_add_tcase(s, tc);
     return s;
 }
