@@ -187,6 +187,21 @@ cs_registry_ping(cs_registry *r, cs_error **err)
 
     if (r->base != NULL)
         return 0;
+    /* A loopback registry without any TLS setting (no --ca-cert, no certs.d CA or client
+     * certificate) is almost always plain HTTP: asking it that first saves loading the system
+     * CA bundle for a handshake that fails (~25 ms, most of a no-op pull). An HTTPS server
+     * answers plain HTTP with 400 or drops it; then TLS is tried as below. */
+    if (r->loopback && r->ca_bundle == NULL && r->client_cert == NULL) {
+        ret = ping_at(&resp, r, "http", &first);
+        if (ret == 0 && resp.status != 400) {
+            scheme = "http";
+            goto answered;
+        }
+        cs_error_free(first);
+        first = NULL;
+        csi_http_resp_dispose(&resp);
+        memset(&resp, 0, sizeof(resp));
+    }
     ret = ping_at(&resp, r, "https", &first);
     /* dockerd allows plain HTTP for loopback and --insecure-registry hosts, trying TLS
      * first (moby daemon/pkg/registry service_v2.go); we fall back only when the TLS
@@ -220,6 +235,7 @@ cs_registry_ping(cs_registry *r, cs_error **err)
         cs_error_free(first);
         goto out;
     }
+answered:
     if (resp.status == 401) {
         ret = csi_auth_challenge(r->auth, &resp, NULL, strcmp(scheme, "https") == 0, err);
         if (ret < 0)
