@@ -380,57 +380,21 @@ out:
     return (long)done;
 }
 
-/* Make the rename durable; the data itself is already synced, so failure here is not
- * worth failing the write for. */
-static void
-sync_parent(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd;
-
-    if (slash == NULL) {
-        dir = strdup(".");
-    } else {
-        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    }
-    if (dir == NULL)
-        return;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 int
 csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
 {
-    char *tmp = NULL, *buf = NULL;
-    bool created = false;
-    int fd = -1, ret = 0;
+    csi_fs_tmp t = {-1, NULL, NULL};
+    char *buf = NULL;
+    int ret = 0;
     long n;
 
-    tmp = malloc(strlen(path) + sizeof(".tmp-XXXXXX"));
     buf = malloc(COPY_BUF);
-    if (tmp == NULL || buf == NULL) {
-        ret = csi_error_oom(err);
+    if (buf == NULL)
+        return csi_error_oom(err);
+    /* the archive appears whole or not at all; a killed writer leaves no temp file */
+    ret = csi_fs_tmp_open(&t, path, err);
+    if (ret < 0)
         goto out;
-    }
-    strcpy(tmp, path);
-    strcat(tmp, ".tmp-XXXXXX");
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        ret = csi_error_errno(err, errno, "create %s", tmp);
-        goto out;
-    }
-    created = true;
-    /* mkstemp makes 0600; an archive is a normal output file */
-    if (fchmod(fd, 0644) < 0) {
-        ret = csi_error_errno(err, errno, "chmod %s", tmp);
-        goto out;
-    }
     csi_archive_rewind(a);
     for (;;) {
         n = csi_archive_read(a, buf, COPY_BUF, err);
@@ -440,32 +404,13 @@ csi_archive_write_file(csi_archive *a, const char *path, cs_error **err)
         }
         if (n == 0)
             break;
-        ret = csi_fs_write_all(fd, buf, (size_t)n, tmp, err);
+        ret = csi_fs_write_all(t.fd, buf, (size_t)n, csi_fs_tmp_name(&t), err);
         if (ret < 0)
             goto out;
     }
-    if (fsync(fd) < 0) {
-        ret = csi_error_errno(err, errno, "fsync %s", tmp);
-        goto out;
-    }
-    if (close(fd) < 0) {
-        fd = -1;
-        ret = csi_error_errno(err, errno, "close %s", tmp);
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
-        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, path);
-        goto out;
-    }
-    sync_parent(path);
-
+    ret = csi_fs_tmp_commit(&t, err);
 out:
-    if (fd >= 0)
-        close(fd);
-    if (ret < 0 && created)
-        unlink(tmp);
-    free(tmp);
+    csi_fs_tmp_abort(&t);
     free(buf);
     return ret;
 }

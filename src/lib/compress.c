@@ -332,23 +332,39 @@ file_sink_write(void *payload, const char *data, size_t len, cs_error **err)
     return csi_fs_write_all(fs->fd, data, len, fs->path, err);
 }
 
+/* The digest a content-addressed PATH (.../blobs/sha256/<64 hex>) promises, or false. */
+static bool
+addressed_digest(char out[CS_DIGEST_STRLEN], const char *path)
+{
+    const char *base = strrchr(path, '/');
+    size_t n;
+
+    base = base ? base + 1 : path;
+    n = strlen(base);
+    if (n != 64 || strspn(base, "0123456789abcdef") != 64 || (size_t)(base - path) < 13 ||
+        strncmp(base - 13, "blobs/sha256/", 13) != 0)
+        return false;
+    snprintf(out, CS_DIGEST_STRLEN, "sha256:%s", base);
+    return true;
+}
+
 int
 csi_decompress_file(const char *src, const char *dst, uint64_t max_out,
                     char digest_out[CS_DIGEST_STRLEN], uint64_t *size_out, cs_error **err)
 {
     struct file_sink fs = {-1, NULL, NULL};
+    char got[CS_DIGEST_STRLEN], want[CS_DIGEST_STRLEN], from[CS_DIGEST_STRLEN];
     csi_decompressor *d = NULL;
-    char *tmp = NULL, *buf = NULL;
-    bool created = false;
+    csi_fs_tmp t = {-1, NULL, NULL};
+    char *buf = NULL;
     int in = -1, ret;
     ssize_t n;
 
     ret = cs_hasher_new(&fs.hasher, err);
     if (ret < 0)
         goto out;
-    tmp = malloc(strlen(dst) + sizeof(".tmp-XXXXXX"));
     buf = malloc(READ_BUF);
-    if (tmp == NULL || buf == NULL) {
+    if (buf == NULL) {
         ret = csi_error_oom(err);
         goto out;
     }
@@ -357,19 +373,11 @@ csi_decompress_file(const char *src, const char *dst, uint64_t max_out,
         ret = csi_error_errno(err, errno, "open %s", src);
         goto out;
     }
-    strcpy(tmp, dst);
-    strcat(tmp, ".tmp-XXXXXX");
-    fs.fd = mkostemp(tmp, O_CLOEXEC);
-    if (fs.fd < 0) {
-        ret = csi_error_errno(err, errno, "create %s", tmp);
+    ret = csi_fs_tmp_open(&t, dst, err);
+    if (ret < 0)
         goto out;
-    }
-    created = true;
-    fs.path = tmp;
-    if (fchmod(fs.fd, 0644) < 0) {
-        ret = csi_error_errno(err, errno, "chmod %s", tmp);
-        goto out;
-    }
+    fs.fd = t.fd;
+    fs.path = csi_fs_tmp_name(&t);
     ret = csi_decompressor_new(&d, CSI_COMP_AUTO, max_out, file_sink_write, &fs, err);
     if (ret < 0)
         goto out;
@@ -390,35 +398,29 @@ csi_decompress_file(const char *src, const char *dst, uint64_t max_out,
     ret = csi_decompressor_finish(d, err);
     if (ret < 0)
         goto out;
-    if (fsync(fs.fd) < 0) {
-        ret = csi_error_errno(err, errno, "fsync %s", tmp);
+    cs_hasher_final(fs.hasher, got);
+    /* a store path names its content: what does not hash to it never appears there, not
+     * even for the moment between a rename and the caller's check */
+    if (addressed_digest(want, dst) && strcmp(got, want) != 0) {
+        if (!addressed_digest(from, src))
+            snprintf(from, sizeof(from), "%s", src);
+        ret = csi_error_set(err, CS_EDIGEST, "%s uncompresses to %s, not %s", from, got, want);
         goto out;
     }
-    ret = close(fs.fd);
-    fs.fd = -1;
-    if (ret < 0) {
-        ret = csi_error_errno(err, errno, "close %s", tmp);
+    ret = csi_fs_tmp_commit(&t, err);
+    if (ret < 0)
         goto out;
-    }
-    if (rename(tmp, dst) < 0) {
-        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, dst);
-        goto out;
-    }
     if (digest_out != NULL)
-        cs_hasher_final(fs.hasher, digest_out);
+        memcpy(digest_out, got, CS_DIGEST_STRLEN);
     if (size_out != NULL)
         *size_out = csi_decompressor_total_out(d);
 
 out:
     if (in >= 0)
         close(in);
-    if (fs.fd >= 0)
-        close(fs.fd);
-    if (ret < 0 && created)
-        unlink(tmp);
+    csi_fs_tmp_abort(&t);
     csi_decompressor_free(d);
     cs_hasher_free(fs.hasher);
-    free(tmp);
     free(buf);
     return ret;
 }

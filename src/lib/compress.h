@@ -62,9 +62,11 @@ uint64_t csi_decompressor_total_out(const csi_decompressor *d);
 void csi_decompressor_free(csi_decompressor *d);
 
 /* Decompress the file SRC (gzip, zstd or uncompressed, sniffed; uncompressed is copied) into
- * DST through DST.tmp-XXXXXX + fsync + rename, hashing the output: DIGEST_OUT gets its sha256
- * (for a layer: the diff_id, which the caller compares) and SIZE_OUT its size; either may be
- * NULL. On failure nothing new is at DST and the temp file is gone. */
+ * DST through a temp file (csi_fs_tmp) + fsync + link/rename, hashing the output: DIGEST_OUT
+ * gets its sha256 (for a layer: the diff_id) and SIZE_OUT its size; either may be NULL. A DST
+ * named .../blobs/sha256/<hex> (a store path) must get content of that digest: else
+ * CS_EDIGEST ("SRC uncompresses to X, not Y") and DST is never created. Past MAX_OUT bytes of
+ * output: CS_ELIMIT. On failure nothing new is at DST and no temp file is left. */
 int csi_decompress_file(const char *src, const char *dst, uint64_t max_out,
                         char digest_out[CS_DIGEST_STRLEN], uint64_t *size_out, cs_error **err);
 

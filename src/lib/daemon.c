@@ -189,8 +189,8 @@ transport_error(cs_daemon *d, cs_error *cause, const char *method, const char *p
 /* ---- versions ---------------------------------------------------------------------------- */
 
 /* "1.41" -> 1, 41; false unless it is exactly two dot-separated numbers. */
-static bool
-parse_api_version(const char *s, int *major, int *minor)
+bool
+csi_daemon_parse_api_version(const char *s, int *major, int *minor)
 {
     char *end;
     long a, b;
@@ -209,8 +209,8 @@ parse_api_version(const char *s, int *major, int *minor)
 }
 
 /* Leading "MAJOR.MINOR" of a release version ("20.10.24+dfsg1", "17.03.1-ce"); 0, 0 if none. */
-static void
-parse_release(const char *s, int *major, int *minor)
+void
+csi_daemon_parse_release(const char *s, int *major, int *minor)
 {
     char *end;
     long a, b = 0;
@@ -265,7 +265,7 @@ connect_daemon(cs_daemon *d, cs_error **err)
     if (hdr == NULL) {
         major = API_MIN_MAJOR;
         minor = API_MIN_MINOR;
-    } else if (!parse_api_version(hdr, &major, &minor)) {
+    } else if (!csi_daemon_parse_api_version(hdr, &major, &minor)) {
         ret = csi_error_set(err, CS_EPROTO, "Docker daemon at %s: unusable Api-Version \"%.40s\"",
                             d->host, hdr);
         goto out;
@@ -319,27 +319,66 @@ csi_daemon_call(csi_http_resp *resp, cs_daemon *d, csi_http_req *req, const char
     return ret;
 }
 
-/* The daemon's {"message": "..."} (or the body's first line), malloc'd; NULL if none. */
-static char *
-error_text(const csi_http_resp *resp)
+char *
+csi_daemon_printable(const char *s, size_t max)
+{
+    size_t n = 0;
+    char *out;
+
+    while (n < max && s[n] != '\0')
+        n++;
+    out = malloc(n + 1);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        /* one printable line, whatever the daemon said: no line breaks, no terminal escapes */
+        out[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+    return out;
+}
+
+char *
+csi_daemon_error_text(const char *body, size_t len)
 {
     json_t *root = NULL;
     const char *m = NULL;
     char *s = NULL;
     size_t n;
 
-    if (resp->body.len == 0)
+    if (body == NULL || len == 0)
         return NULL;
-    if (csi_json_load_object(&root, resp->body.ptr, resp->body.len, 64 * 1024, "error", NULL) == 0)
+    if (csi_json_load_object(&root, body, len, 64 * 1024, "error", NULL) == 0)
         m = csi_json_str(root, "message");
     if (m != NULL) {
-        s = strndup(m, CSI_DAEMON_ERROR_TEXT_MAX);
+        s = csi_daemon_printable(m, CSI_DAEMON_ERROR_TEXT_MAX);
     } else if (root == NULL) {
-        n = strcspn(resp->body.ptr, "\r\n");
-        s = strndup(resp->body.ptr, n < CSI_DAEMON_ERROR_TEXT_MAX ? n : CSI_DAEMON_ERROR_TEXT_MAX);
+        /* the first line, bounded by LEN: the body need not end in a NUL */
+        for (n = 0; n < len && n < CSI_DAEMON_ERROR_TEXT_MAX && body[n] != '\r' &&
+                    body[n] != '\n' && body[n] != '\0';
+             n++)
+            ;
+        s = strndup(body, n);
+        if (s != NULL) {
+            char *p = csi_daemon_printable(s, n);
+
+            free(s);
+            s = p;
+        }
     }
     json_decref(root);
     return s;
+}
+
+/* The daemon's {"message": "..."} (or the body's first line), malloc'd; NULL if none. */
+static char *
+error_text(const csi_http_resp *resp)
+{
+    return csi_daemon_error_text(resp->body.ptr, resp->body.len);
 }
 
 int
@@ -438,31 +477,18 @@ uses_containerd_store(const json_t *status)
 }
 
 int
-cs_daemon_get_info(const cs_daemon_info **out, cs_daemon *d, cs_error **err)
+csi_daemon_info_from_json(cs_daemon_info **out, const json_t *ver, const json_t *inf,
+                          const char *host, const char *api, cs_error **err)
 {
-    json_t *ver = NULL, *inf = NULL;
     cs_daemon_info *info = NULL;
     int ret;
 
-    if (d->info != NULL) {
-        *out = d->info;
-        return 0;
-    }
-    ret = csi_daemon_get_object(&ver, d, "/version", "GET /version", err);
-    if (ret == 0)
-        ret = csi_daemon_get_object(&inf, d, "/info", "GET /info", err);
-    if (ret < 0)
-        goto out;
-    if (csi_json_str(ver, "Version") == NULL) {
-        ret = csi_error_set(err, CS_EPROTO, "Docker daemon at %s: GET /version gave no Version",
-                            d->host);
-        goto out;
-    }
+    if (!json_is_object(ver) || csi_json_str(ver, "Version") == NULL)
+        return csi_error_set(err, CS_EPROTO, "Docker daemon at %s: GET /version gave no Version",
+                             host);
     info = calloc(1, sizeof(*info));
-    if (info == NULL) {
-        ret = csi_error_oom(err);
-        goto out;
-    }
+    if (info == NULL)
+        return csi_error_oom(err);
     ret = csi_daemon_dup_or_empty(&info->version, ver, "Version", err);
     if (ret == 0)
         ret = csi_daemon_dup_or_empty(&info->api_version, ver, "ApiVersion", err);
@@ -473,19 +499,44 @@ cs_daemon_get_info(const cs_daemon_info **out, cs_daemon *d, cs_error **err)
     if (ret == 0)
         ret = csi_daemon_dup_or_empty(&info->driver, inf, "Driver", err);
     if (ret < 0)
-        goto out;
-    info->negotiated_api = strdup(d->api);
+        goto fail;
+    info->negotiated_api = strdup(api ? api : "");
     if (info->negotiated_api == NULL) {
         ret = csi_error_oom(err);
-        goto out;
+        goto fail;
     }
     info->containerd_store = uses_containerd_store(json_object_get(inf, "DriverStatus"));
-    parse_release(info->version, &info->major, &info->minor);
-    d->info = info;
-    info = NULL;
-    *out = d->info;
-out:
+    csi_daemon_parse_release(info->version, &info->major, &info->minor);
+    *out = info;
+    return 0;
+fail:
     info_free(info);
+    return ret;
+}
+
+void
+csi_daemon_info_free(cs_daemon_info *info)
+{
+    info_free(info);
+}
+
+int
+cs_daemon_get_info(const cs_daemon_info **out, cs_daemon *d, cs_error **err)
+{
+    json_t *ver = NULL, *inf = NULL;
+    int ret;
+
+    if (d->info != NULL) {
+        *out = d->info;
+        return 0;
+    }
+    ret = csi_daemon_get_object(&ver, d, "/version", "GET /version", err);
+    if (ret == 0)
+        ret = csi_daemon_get_object(&inf, d, "/info", "GET /info", err);
+    if (ret == 0)
+        ret = csi_daemon_info_from_json(&d->info, ver, inf, d->host, d->api, err);
+    if (ret == 0)
+        *out = d->info;
     json_decref(ver);
     json_decref(inf);
     return ret;

@@ -78,8 +78,9 @@ cs_daemon_image_free(cs_daemon_image *img)
 }
 
 /* The parts of an ImageInspect answer we use. WHAT names the image in errors. */
-static int
-image_from_json(cs_daemon_image **out, const json_t *root, const char *what, cs_error **err)
+int
+csi_daemon_image_from_json(cs_daemon_image **out, const json_t *root, const char *what,
+                           cs_error **err)
 {
     cs_daemon_image *img;
     const char *id = csi_json_str(root, "Id");
@@ -172,7 +173,7 @@ cs_daemon_image_inspect(cs_daemon_image **out, cs_daemon *d, const char *name, c
         }
         goto out;
     }
-    ret = image_from_json(out, root, what, err);
+    ret = csi_daemon_image_from_json(out, root, what, err);
     if (ret < 0)
         csi_error_wrap(err, "Docker daemon at %s", d->host);
 out:
@@ -398,7 +399,7 @@ strv_push(char ***v, size_t *n, const char *s, size_t len, cs_error **err)
 }
 
 typedef struct load_ctx {
-    cs_daemon *d;
+    const char *host; /* the daemon, in errors */
     csi_jsonstream js;
     cs_daemon_load_result *res;
 } load_ctx;
@@ -426,9 +427,14 @@ load_message(void *payload, json_t *msg, cs_error **err)
     size_t n;
 
     csi_engine_msg_classify(&m, msg);
-    if (m.error != NULL)
-        return csi_error_set(err, CS_EPROTO, "Docker daemon at %s: load failed: %.*s", ctx->d->host,
-                             CSI_DAEMON_ERROR_TEXT_MAX * 4, m.error);
+    if (m.error != NULL) {
+        char *text = csi_daemon_printable(m.error, CSI_DAEMON_ERROR_TEXT_MAX * 4);
+        int ret = csi_error_set(err, CS_EPROTO, "Docker daemon at %s: load failed: %s", ctx->host,
+                                text ? text : "(out of memory)");
+
+        free(text);
+        return ret;
+    }
     if (m.stream != NULL) {
         /* moby image/tarexport/load.go: "Loaded image: %s\n" per tag, "Loaded image ID: %s\n"
          * for an image loaded without one */
@@ -454,6 +460,34 @@ load_sink(void *payload, const char *data, size_t len, cs_error **err)
 }
 
 int
+csi_daemon_load_answer(cs_daemon_load_result *res, const char *host, const char *data, size_t len,
+                       size_t chunk, cs_error **err)
+{
+    load_ctx ctx = {0};
+    char *what = NULL;
+    size_t off = 0, n;
+    int ret = 0;
+
+    if (asprintf(&what, "Docker daemon at %s: load answer", host) < 0)
+        return csi_error_oom(err);
+    ctx.host = host;
+    ctx.res = res;
+    csi_jsonstream_init(&ctx.js, 0, what, load_message, &ctx);
+    if (chunk == 0)
+        chunk = len ? len : 1;
+    while (ret == 0 && off < len) {
+        n = len - off < chunk ? len - off : chunk;
+        ret = csi_jsonstream_feed(&ctx.js, data + off, n, err);
+        off += n;
+    }
+    if (ret == 0)
+        ret = csi_jsonstream_finish(&ctx.js, err);
+    csi_jsonstream_dispose(&ctx.js);
+    free(what);
+    return ret;
+}
+
+int
 cs_daemon_load(cs_daemon *d, cs_daemon_source_fn source, void *payload, cs_daemon_load_result *res,
                cs_error **err)
 {
@@ -466,7 +500,7 @@ cs_daemon_load(cs_daemon *d, cs_daemon_source_fn source, void *payload, cs_daemo
 
     if (asprintf(&what, "Docker daemon at %s: load answer", d->host) < 0)
         return csi_error_oom(err);
-    ctx.d = d;
+    ctx.host = d->host;
     ctx.res = res;
     csi_jsonstream_init(&ctx.js, 0, what, load_message, &ctx);
     req.method = "POST";

@@ -40,4 +40,30 @@ int csi_daemon_get_object(json_t **out, cs_daemon *d, const char *path, const ch
 /* *OUT = a copy of OBJ's string member KEY, or "" when it has none. */
 int csi_daemon_dup_or_empty(char **out, const json_t *obj, const char *key, cs_error **err);
 
+/* ---- pure parsers of the daemon's answers (fuzzed: tests/fuzz/fuzz_daemon.c) ----------------- */
+
+/* "1.41" -> 1, 41; false unless it is exactly two dot-separated numbers of at most 1000. */
+bool csi_daemon_parse_api_version(const char *s, int *major, int *minor);
+/* Leading "MAJOR.MINOR" of a release ("20.10.24+dfsg1"); 0, 0 if none. */
+void csi_daemon_parse_release(const char *s, int *major, int *minor);
+/* A copy of at most MAX bytes of S with control characters (line breaks, escapes) made spaces
+ * and trailing blanks cut: the daemon's words are quoted in one-line errors. */
+char *csi_daemon_printable(const char *s, size_t max);
+/* The daemon's error body: its {"message": ...}, else its first line; at most
+ * CSI_DAEMON_ERROR_TEXT_MAX bytes, malloc'd; NULL when there is none. */
+char *csi_daemon_error_text(const char *body, size_t len);
+/* GET /version and GET /info answers (VER, INF) -> *OUT; HOST names the daemon in errors, API
+ * is the negotiated version. */
+int csi_daemon_info_from_json(cs_daemon_info **out, const json_t *ver, const json_t *inf,
+                              const char *host, const char *api, cs_error **err);
+void csi_daemon_info_free(cs_daemon_info *info);
+/* An ImageInspect answer -> *OUT (diff_ids checked to be sha256 digests). */
+int csi_daemon_image_from_json(cs_daemon_image **out, const json_t *root, const char *what,
+                               cs_error **err);
+/* A whole POST /images/load answer (a JSON message stream), fed CHUNK bytes at a time (0: at
+ * once), as cs_daemon_load reads it: an error message is CS_EPROTO naming HOST; RES (may be
+ * NULL) gets the tags and IDs loaded. */
+int csi_daemon_load_answer(cs_daemon_load_result *res, const char *host, const char *data,
+                           size_t len, size_t chunk, cs_error **err);
+
 #endif

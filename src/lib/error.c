@@ -92,6 +92,12 @@ vformat(const char *fmt, va_list ap)
 
     if (vasprintf(&s, fmt, ap) < 0)
         return NULL;
+    /* Messages quote what peers sent (registries, daemons, files): keep every one a single
+     * printable line, whatever they sent (no line breaks, no terminal escapes). */
+    for (char *c = s; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' ';
+    }
     return s;
 }
 

@@ -79,53 +79,199 @@ csi_fs_write_all(int fd, const void *vdata, size_t len, const char *name, cs_err
     return 0;
 }
 
-/* Fill a temp file beside PATH from DATA (or from SRC_FD when DATA is NULL), then rename. */
+/* ---- temp files that appear complete or not at all ------------------------------------- */
+
+const char *
+csi_fs_tmp_name(const csi_fs_tmp *t)
+{
+    return t->name != NULL ? t->name : t->path;
+}
+
+int
+csi_fs_tmp_open(csi_fs_tmp *t, const char *path, cs_error **err)
+{
+    int ret;
+
+    memset(t, 0, sizeof(*t));
+    t->fd = -1;
+    t->path = strdup(path);
+    if (t->path == NULL)
+        return csi_error_oom(err);
+#ifdef O_TMPFILE
+    {
+        char *dir = strdup(path), *slash;
+
+        if (dir == NULL) {
+            csi_fs_tmp_abort(t);
+            return csi_error_oom(err);
+        }
+        slash = strrchr(dir, '/');
+        if (slash == NULL)
+            snprintf(dir, strlen(dir) + 1, "%s", ".");
+        else if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        /* an unnamed file: a process killed before the commit leaves nothing behind (the
+         * kernel frees the inode); linked in with linkat(2) through /proc */
+        t->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+        if (t->fd >= 0 && access("/proc/self/fd", X_OK) == 0) {
+            free(dir);
+            return 0;
+        }
+        if (t->fd >= 0) {
+            close(t->fd);
+            t->fd = -1;
+        } else if (errno == ENOENT || errno == ENOTDIR || errno == EACCES || errno == EROFS ||
+                   errno == ENOSPC || errno == EDQUOT || errno == EMFILE || errno == ENFILE) {
+            ret = csi_error_errno(err, errno, "create a file in %s", dir);
+            free(dir);
+            csi_fs_tmp_abort(t);
+            return ret;
+        }
+        /* EISDIR, EOPNOTSUPP, EINVAL: no O_TMPFILE here; a named temp file then */
+        free(dir);
+    }
+#endif
+    if (asprintf(&t->name, "%s.tmp-XXXXXX", path) < 0) {
+        t->name = NULL;
+        csi_fs_tmp_abort(t);
+        return csi_error_oom(err);
+    }
+    t->fd = mkostemp(t->name, O_CLOEXEC);
+    if (t->fd < 0) {
+        ret = csi_error_errno(err, errno, "create %s", t->name);
+        free(t->name);
+        t->name = NULL;
+        csi_fs_tmp_abort(t);
+        return ret;
+    }
+    return 0;
+}
+
+int
+csi_fs_tmp_commit(csi_fs_tmp *t, cs_error **err)
+{
+    char proc[64], *tmp = NULL;
+    int ret = 0;
+
+    if (t->fd < 0)
+        return csi_error_set(err, CS_EINVAL, "%s: not open", t->path);
+    if (fchmod(t->fd, 0644) != 0 || fsync(t->fd) != 0) {
+        ret = csi_error_errno(err, errno, "write %s", csi_fs_tmp_name(t));
+        goto out;
+    }
+    if (t->name != NULL) {
+        if (close(t->fd) != 0) {
+            t->fd = -1;
+            ret = csi_error_errno(err, errno, "close %s", t->name);
+            goto out;
+        }
+        t->fd = -1;
+        if (rename(t->name, t->path) != 0) {
+            ret = csi_error_errno(err, errno, "rename %s to %s", t->name, t->path);
+            goto out;
+        }
+        free(t->name);
+        t->name = NULL;
+        goto done;
+    }
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
+    /* a new name appears with the whole content at once */
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, t->path, AT_SYMLINK_FOLLOW) == 0)
+        goto done;
+    if (errno != EEXIST) {
+        ret = csi_error_errno(err, errno, "link %s", t->path);
+        goto out;
+    }
+    /* replacing a file: link under a temp name, then rename it over (that name lives for
+     * two system calls) */
+    for (int i = 0;; i++) {
+        free(tmp);
+        if (asprintf(&tmp, "%s.tmp-%08lx", t->path,
+                     ((unsigned long)getpid() << 20) ^ (unsigned long)random()) < 0) {
+            tmp = NULL;
+            ret = csi_error_oom(err);
+            goto out;
+        }
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0)
+            break;
+        if (errno != EEXIST || i == 15) {
+            ret = csi_error_errno(err, errno, "link %s", tmp);
+            goto out;
+        }
+    }
+    if (rename(tmp, t->path) != 0) {
+        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, t->path);
+        unlink(tmp);
+        goto out;
+    }
+done:
+    fsync_parent(t->path);
+out:
+    free(tmp);
+    csi_fs_tmp_abort(t);
+    return ret;
+}
+
+void
+csi_fs_tmp_abort(csi_fs_tmp *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    if (t->name != NULL)
+        unlink(t->name);
+    free(t->name);
+    free(t->path);
+    t->name = NULL;
+    t->path = NULL;
+}
+
+/* Fill FD from DATA (or from SRC_FD when DATA is NULL). NAME names it in errors. */
+static int
+fill(int fd, const char *name, const char *path, const void *data, size_t len, int src_fd,
+     cs_error **err)
+{
+    char *buf = NULL;
+    int ret = 0;
+
+    if (data != NULL || src_fd < 0)
+        return csi_fs_write_all(fd, data, len, name, err);
+    buf = malloc(1 << 20);
+    if (buf == NULL)
+        return csi_error_oom(err);
+    while (ret == 0) {
+        ssize_t r = read(src_fd, buf, 1 << 20);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            ret = csi_error_errno(err, errno, "read for %s", path);
+            break;
+        }
+        if (r == 0)
+            break;
+        ret = csi_fs_write_all(fd, buf, (size_t)r, name, err);
+    }
+    free(buf);
+    return ret;
+}
+
+/* PATH gets DATA (or what SRC_FD holds when DATA is NULL) through a temp file. */
 static int
 atomic_from(const char *path, const void *data, size_t len, int src_fd, cs_error **err)
 {
-    char *tmp = NULL, *buf = NULL;
-    int fd = -1, ret = 0;
+    csi_fs_tmp t;
+    int ret;
 
-    if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
-        return csi_error_oom(err);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        ret = csi_error_errno(err, errno, "create %s", tmp);
-        free(tmp);
-        return ret;
-    }
-    if (data != NULL || src_fd < 0) {
-        ret = csi_fs_write_all(fd, data, len, tmp, err);
-    } else {
-        buf = malloc(1 << 20);
-        if (buf == NULL)
-            ret = csi_error_oom(err);
-        while (ret == 0) {
-            ssize_t r = read(src_fd, buf, 1 << 20);
-
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                ret = csi_error_errno(err, errno, "read for %s", path);
-                break;
-            }
-            if (r == 0)
-                break;
-            ret = csi_fs_write_all(fd, buf, (size_t)r, tmp, err);
-        }
-    }
-    if (ret == 0 && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
-        ret = csi_error_errno(err, errno, "write %s", tmp);
-    if (close(fd) != 0 && ret == 0)
-        ret = csi_error_errno(err, errno, "close %s", tmp);
-    if (ret == 0 && rename(tmp, path) != 0)
-        ret = csi_error_errno(err, errno, "rename %s to %s", tmp, path);
+    ret = csi_fs_tmp_open(&t, path, err);
     if (ret < 0)
-        unlink(tmp);
-    else
-        fsync_parent(path);
-    free(buf);
-    free(tmp);
+        return ret;
+    ret = fill(t.fd, csi_fs_tmp_name(&t), path, data, len, src_fd, err);
+    if (ret == 0)
+        ret = csi_fs_tmp_commit(&t, err);
+    csi_fs_tmp_abort(&t);
     return ret;
 }
 

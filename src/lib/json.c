@@ -19,8 +19,8 @@ csi_json_load_object(json_t **out, const char *data, size_t len, size_t max, con
     /* JSON_ALLOW_NUL: a NUL inside a string is data, not the end of the document. */
     root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     if (root == NULL)
-        return csi_error_set(err, CS_EPROTO, "%s is not valid JSON: %s at byte %d", what, jerr.text,
-                             jerr.position);
+        return csi_error_set(err, CS_EPROTO, "%s is not valid JSON: %s at byte %d", what,
+                             csi_json_reason(&jerr), jerr.position);
     if (!json_is_object(root)) {
         json_decref(root);
         return csi_error_set(err, CS_EPROTO, "%s is not a JSON object", what);

@@ -356,7 +356,10 @@ csi_layermap_where(char ***repos_out, size_t *n_out, cs_store *s, const char *bl
     }
     json_array_foreach(seen, i, v)
     {
-        /* the file is untrusted input: skip what put_edit would never have written */
+        /* the file is untrusted input: skip what put_edit would never have written, and
+         * stop where it would have (each repository named costs a push a mount request) */
+        if (n == CSI_LAYERMAP_SEEN_MAX)
+            break;
         if (!json_is_string(v) || check_repo(json_string_value(v), NULL) < 0)
             continue;
         repos[n] = strdup(json_string_value(v));

@@ -101,6 +101,19 @@ parse_platform(cs_platform **out, const json_t *obj, const char *where, cs_error
     return 0;
 }
 
+/* At most SIZE - 1 bytes of S for an error message: one printable line whatever the registry
+ * sent (control characters become '?'). */
+static const char *
+printable(char *dst, size_t size, const char *s)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && s[i] != '\0' && i + 1 < size; i++)
+        dst[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    dst[i] = '\0';
+    return dst;
+}
+
 static int
 parse_descriptor(cs_descriptor *d, const json_t *obj, const char *where, cs_error **err)
 {
@@ -215,8 +228,10 @@ cs_manifest_parse(cs_manifest **out, const char *data, size_t len, const char *c
      * know; those are no contradiction. */
     if (field != NULL && header != NULL && strcmp(field, header) != 0 &&
         (cs_media_type_is_manifest(header) || cs_media_type_is_index(header))) {
+        char a[101], b[101];
+
         ret = csi_error_set(err, CS_EPROTO, "manifest says mediaType %s but was served as %s",
-                            field, header);
+                            printable(a, sizeof(a), field), printable(b, sizeof(b), header));
         goto out;
     }
     mt = field;
@@ -227,7 +242,10 @@ cs_manifest_parse(cs_manifest **out, const char *data, size_t len, const char *c
         mt =
             json_object_get(root, "manifests") != NULL ? CS_MEDIA_OCI_INDEX : CS_MEDIA_OCI_MANIFEST;
     if (!cs_media_type_is_manifest(mt) && !cs_media_type_is_index(mt)) {
-        ret = csi_error_set(err, CS_EUNSUPPORTED, "unsupported manifest media type %.100s", mt);
+        char a[101];
+
+        ret = csi_error_set(err, CS_EUNSUPPORTED, "unsupported manifest media type %s",
+                            printable(a, sizeof(a), mt));
         goto out;
     }
     m = calloc(1, sizeof(*m));

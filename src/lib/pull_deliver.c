@@ -424,7 +424,8 @@ csi_pull_deliver_oci(csi_pull *p, const cs_target *t, cs_error **err)
     /* other OCI tools read only OCI media types from a layout (skopeo's oci: transport skips
      * other descriptors), so a Docker schema2 manifest goes in converted, as skopeo copy
      * does; the config and layers are the same blobs */
-    ret = cs_manifest_to_oci(&oci, p->img->manifest.ptr, p->img->manifest.len, err);
+    if (ret == 0)
+        ret = cs_manifest_to_oci(&oci, p->img->manifest.ptr, p->img->manifest.len, err);
     if (ret == 0)
         ret = cs_store_put_blob(p->store, NULL, oci.ptr, oci.len, oci_digest, err);
     if (ret == 0)

@@ -1,6 +1,7 @@
 /* OCI distribution API client (opencontainers/distribution-spec spec.md). */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,11 +105,16 @@ error_body_summary(const csi_http_resp *resp)
         return NULL;
     e = json_array_get(json_object_get(root, "errors"), 0);
     if (json_is_object(e) && csi_json_str(e, "code") != NULL) {
-        if (asprintf(&s, "%s: %.200s", csi_json_str(e, "code"),
+        if (asprintf(&s, "%.60s: %.200s", csi_json_str(e, "code"),
                      csi_json_str(e, "message") ? csi_json_str(e, "message") : "") < 0)
             s = NULL;
     }
     json_decref(root);
+    /* the registry's words go into a one-line error: no line breaks, no terminal escapes */
+    for (char *c = s; c != NULL && *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' ';
+    }
     return s;
 }
 
@@ -260,6 +266,45 @@ out:
 
 #define MAX_EXTRA_HEADERS 6
 
+/* scheme, lower-case host and port (80/443 when not written) of an http(s) URL */
+static bool
+url_origin(char *out, size_t size, const char *url)
+{
+    char host[256];
+    const char *colon;
+    bool https = strncmp(url, "https://", 8) == 0;
+    int n;
+
+    if (!https && strncmp(url, "http://", 7) != 0)
+        return false;
+    if (!csi_http_url_host(host, sizeof(host), url))
+        return false;
+    for (char *c = host; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    /* the port's colon: after a bracketed IPv6 address, else the only one */
+    colon = host[0] == '[' ? strstr(host, "]:") : strchr(host, ':');
+    if (colon != NULL && host[0] == '[')
+        colon++;
+    if (colon != NULL)
+        n = snprintf(out, size, "%s://%.*s:%s", https ? "https" : "http", (int)(colon - host), host,
+                     colon + 1);
+    else
+        n = snprintf(out, size, "%s://%s:%s", https ? "https" : "http", host, https ? "443" : "80");
+    return n > 0 && (size_t)n < size;
+}
+
+/* Whether URL (absolute) points somewhere else than the registry: an upload Location on
+ * another host. Credentials go to the registry only, never to where it sends us (as Docker,
+ * whose authorizer keeps challenges per host, and as curl does for redirects). */
+static bool
+foreign_url(const cs_registry *r, const char *url)
+{
+    char a[320], b[320];
+
+    return !url_origin(a, sizeof(a), url) || !url_origin(b, sizeof(b), r->base) ||
+           strcmp(a, b) != 0;
+}
+
 /* Perform REQ (its url is a path like "/v2/...") with authentication for SCOPE, answering
  * challenges; returns 0 with any final HTTP status in RESP. */
 int
@@ -269,6 +314,7 @@ csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *re
     const char *hdrs[MAX_EXTRA_HEADERS + 2];
     csi_http_req req = *req_in;
     char *authz = NULL, *url = NULL;
+    bool foreign = false;
     size_t n = 0;
     int attempt, ret;
 
@@ -277,15 +323,19 @@ csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *re
         return ret;
     /* paths are relative to the registry; upload Locations may be absolute (spec: "MAY be
      * absolute or relative") */
-    if (strncmp(req_in->url, "http://", 7) == 0 || strncmp(req_in->url, "https://", 8) == 0)
+    if (strncmp(req_in->url, "http://", 7) == 0 || strncmp(req_in->url, "https://", 8) == 0) {
         url = strdup(req_in->url);
-    else if (asprintf(&url, "%s%s", r->base, req_in->url) < 0)
+        foreign = url != NULL && foreign_url(r, url);
+        if (foreign)
+            csi_log(CS_LOG_DEBUG, "%s is not %s: no credentials sent there", url, r->base);
+    } else if (asprintf(&url, "%s%s", r->base, req_in->url) < 0) {
         url = NULL;
+    }
     if (url == NULL)
         return csi_error_oom(err);
     req.url = url;
     for (attempt = 0; attempt < 3; attempt++) {
-        ret = csi_auth_header(&authz, r->auth, r->http, scope, err);
+        ret = foreign ? 0 : csi_auth_header(&authz, r->auth, r->http, scope, err);
         if (ret < 0)
             break;
         n = 0;
@@ -300,6 +350,8 @@ csi_registry_request(csi_http_resp *resp, cs_registry *r, const csi_http_req *re
         authz = NULL;
         if (ret < 0)
             break;
+        if (foreign)
+            break; /* its challenge is not the registry's: nothing of ours answers it */
         if (resp->status != 401) {
             if (resp->status < 400)
                 csi_auth_ok(r->auth);

@@ -3,6 +3,7 @@
  * SHOULD support Range; a 206 must start where we asked), verified by its sink. */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,9 @@
 #define MAX_AUTH_RETRIES 2
 #define BACKOFF_START_MS 250
 #define BACKOFF_MAX_MS 8000
+/* A registry's Retry-After is obeyed up to this (a 429 asking for a day must not hang a CI
+ * job; the request is simply retried, and counted, after this long). */
+#define RETRY_AFTER_MAX_MS 30000
 
 typedef struct job {
     cs_registry *r;
@@ -60,6 +64,39 @@ sink_write(void *payload, const char *data, size_t len, cs_error **err)
     return 0;
 }
 
+/* The body about to come must be the rest of the blob from byte FROM: a Content-Length (or
+ * a Content-Range total) that disagrees with the descriptor's size cannot be its bytes, and
+ * says so before any of them is stored (distribution-spec: the descriptor's size is part of
+ * what the content must match). Without a Content-Length (chunked) the sink counts. */
+static int
+check_length(blob_item *b, const csi_http_resp *resp, uint64_t from, cs_error **err)
+{
+    const char *cl = csi_http_header_get(resp, "content-length");
+    const char *cr = csi_http_header_get(resp, "content-range");
+    uint64_t want = (uint64_t)b->blob->size - from;
+    unsigned long long n, a, z, total;
+    char *end;
+
+    if (cr != NULL && sscanf(cr, "bytes %llu-%llu/%llu", &a, &z, &total) == 3 &&
+        total != (unsigned long long)b->blob->size)
+        return csi_error_set(err, CS_EDIGEST,
+                             "blob %s from %s: the registry says it has %llu bytes, the "
+                             "manifest says %" PRId64,
+                             b->blob->digest, b->job->r->domain, total, b->blob->size);
+    if (cl == NULL || csi_http_header_get(resp, "content-encoding") != NULL)
+        return 0;
+    errno = 0;
+    n = strtoull(cl, &end, 10);
+    if (errno != 0 || end == cl || (*end != '\0' && *end != ' ' && *end != '\t'))
+        return 0; /* curl judges the framing */
+    if (n != want)
+        return csi_error_set(err, CS_EDIGEST,
+                             "blob %s from %s: the registry sends %llu bytes from byte %" PRIu64
+                             " (Content-Length), but the manifest says the blob has %" PRId64,
+                             b->blob->digest, b->job->r->domain, n, from, b->blob->size);
+    return 0;
+}
+
 /* A 206 must cover exactly from our offset; a 200 means the server sent it all again. */
 static int
 sink_begin(void *payload, const csi_http_resp *resp, cs_error **err)
@@ -76,8 +113,11 @@ sink_begin(void *payload, const csi_http_resp *resp, cs_error **err)
             return csi_error_set(err, CS_EPROTO,
                                  "blob %s from %s: partial content does not start at byte %" PRIu64,
                                  b->blob->digest, b->job->r->domain, b->blob->sink.offset);
-        return 0;
+        return check_length(b, resp, b->blob->sink.offset, err);
     }
+    ret = check_length(b, resp, 0, err);
+    if (ret < 0)
+        return ret;
     if (b->blob->sink.offset > 0) {
         csi_log(CS_LOG_INFO, "blob %s: server ignored Range, fetching it whole",
                 b->blob->digest);
@@ -126,11 +166,44 @@ retry_later(blob_item *b, long wait_ms, const char *why, cs_error **err)
     if (wait_ms < 0) {
         wait_ms = b->backoff_ms;
         b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
+    } else if (wait_ms > RETRY_AFTER_MAX_MS) {
+        wait_ms = RETRY_AFTER_MAX_MS;
     }
     csi_log(CS_LOG_INFO, "blob %s: %s; resuming at byte %" PRIu64 " in %ld ms", b->blob->digest,
             why, b->blob->sink.offset, wait_ms);
     b->item.retry_in_ms = wait_ms;
     return prepare(b, err) < 0 ? -1 : 1;
+}
+
+/* The sink holds all SIZE bytes already (an earlier run was stopped between the last byte
+ * and the commit): verify and commit them without asking the registry, whose answer to
+ * Range: bytes=SIZE- can only be a 416. Returns 1 when the blob still has to be fetched (its
+ * bytes did not verify; the sink starts over). */
+static int
+finish_held(blob_item *b, cs_error **err)
+{
+    cs_error *e = NULL;
+    int ret;
+
+    ret = b->blob->sink.finish(b->blob->sink.payload, &e);
+    if (ret == 0) {
+        if (b->job->progress != NULL)
+            b->job->progress(b->job->payload, b->blob, 0, true);
+        return 0;
+    }
+    if (ret != CS_EDIGEST) {
+        *err = e;
+        return csi_error_wrap(err, "%s/%s", b->job->r->domain, b->job->repo);
+    }
+    csi_log(CS_LOG_INFO, "blob %s: the bytes an earlier run left did not verify; fetching it whole",
+            b->blob->digest);
+    cs_error_free(e);
+    ret = b->blob->sink.restart(b->blob->sink.payload, err);
+    if (ret < 0)
+        return ret;
+    b->blob->sink.offset = 0;
+    b->resumed = false;
+    return 1;
 }
 
 static int
@@ -142,6 +215,21 @@ on_done(void *payload, csi_http_item *it, cs_error **err)
     int ret;
 
     (void)payload;
+    /* A registry's 416 may itself be broken (docker-registry 2.8 keeps the blob's
+     * Content-Length on its short error body): the status is what counts. */
+    if (it->result == CS_ENET && status == 416) {
+        cs_error_free(it->error);
+        it->error = NULL;
+        it->result = 0;
+    }
+    /* Every byte arrived but the connection ended badly (a Content-Length larger than the
+     * body, a close before the chunked end): verify what we hold before asking again. */
+    if (it->result == CS_ENET && b->blob->sink.offset == (uint64_t)b->blob->size) {
+        cs_error_free(it->error);
+        it->error = NULL;
+        it->result = 0;
+        status = 200;
+    }
     if (it->result < 0) {
         /* a sink's verdict (digest, disk) is final; a broken connection is not */
         if (it->result != CS_ENET) {
@@ -221,7 +309,7 @@ cs_registry_fetch_blobs(cs_registry *r, const char *repo, cs_blob_fetch *blobs, 
     csi_http_item **ptrs = NULL;
     char *scope = NULL;
     job j = {r, repo, NULL, progress, payload};
-    size_t i;
+    size_t i, nfetch = 0;
     int ret;
 
     if (n == 0)
@@ -260,12 +348,19 @@ cs_registry_fetch_blobs(cs_registry *r, const char *repo, cs_blob_fetch *blobs, 
         b->item.req.begin = sink_begin;
         b->item.req.sink_payload = b;
         b->item.req.max_body = 64 * 1024; /* error bodies only: blob bytes go to the sink */
+        if (blobs[i].size >= 0 && blobs[i].sink.offset == (uint64_t)blobs[i].size) {
+            ret = finish_held(b, err);
+            if (ret < 0)
+                goto out;
+            if (ret == 0)
+                continue;
+        }
         ret = prepare(b, err);
         if (ret < 0)
             goto out;
-        ptrs[i] = &b->item;
+        ptrs[nfetch++] = &b->item;
     }
-    ret = csi_http_run(r->http, ptrs, n, parallel, on_done, &j, err);
+    ret = csi_http_run(r->http, ptrs, nfetch, parallel, on_done, &j, err);
 out:
     for (i = 0; items != NULL && i < n; i++) {
         csi_http_item_dispose(&items[i].item);

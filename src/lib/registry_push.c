@@ -124,6 +124,12 @@ cs_registry_mount_blob(bool *mounted, cs_registry *r, const char *repo, const ch
     int ret;
 
     *mounted = false;
+    /* FROM_REPO comes from the store's layer map, a file: only a repository path (lower-case
+     * letters, digits, separators) goes into the query and the token scope */
+    if (from_repo == NULL || *from_repo == '\0' ||
+        strspn(from_repo, "abcdefghijklmnopqrstuvwxyz0123456789._-/") != strlen(from_repo) ||
+        cs_digest_validate(digest, NULL) < 0)
+        return 0;
     if (asprintf(&path, "/v2/%s/blobs/uploads/?mount=%s&from=%s", repo, digest, from_repo) < 0) {
         path = NULL;
         ret = csi_error_oom(err);

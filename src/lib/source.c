@@ -5,11 +5,16 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cachesync/source.h>
@@ -274,14 +279,166 @@ out:
 
 /* ---- writing blobs into the store ---------------------------------------------------------- */
 
+/* ---- <store>/tmp: work files of pushes ------------------------------------------------------
+ * A push's work files are tmp/PREFIX-PID-XXXXXX. While the push runs, its process holds an
+ * flock on tmp/.owner-PID (taken once per process and store, released by the kernel when the
+ * process ends, however it ends), so a file whose owner lock anyone can take was left by a
+ * push that was killed or crashed: the next push removes it. Files of processes that predate
+ * the lock (no .owner-PID) are removed once they are a day old. */
+
+#define OWNER_PREFIX ".owner-"
+#define STALE_SECONDS (24 * 60 * 60)
+
+/* the owner locks this process holds: one per store */
+static pthread_mutex_t owner_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char *tmp;
+    int fd;
+} owners[8];
+
+static int
+own_tmp(const char *tmp, cs_error **err)
+{
+    char *path = NULL;
+    int fd = -1, ret = 0;
+    size_t i;
+
+    pthread_mutex_lock(&owner_mu);
+    for (i = 0; i < sizeof(owners) / sizeof(owners[0]) && owners[i].tmp != NULL; i++) {
+        if (strcmp(owners[i].tmp, tmp) == 0)
+            goto out;
+    }
+    if (asprintf(&path, "%s/" OWNER_PREFIX "%ld", tmp, (long)getpid()) < 0) {
+        path = NULL;
+        ret = csi_error_oom(err);
+        goto out;
+    }
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        ret = csi_error_errno(err, errno, "lock %s", path);
+        goto out;
+    }
+    if (i < sizeof(owners) / sizeof(owners[0])) {
+        owners[i].tmp = strdup(tmp);
+        if (owners[i].tmp != NULL) {
+            owners[i].fd = fd; /* held until the process ends */
+            fd = -1;
+        }
+    }
+out:
+    pthread_mutex_unlock(&owner_mu);
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return ret;
+}
+
+/* The owner PID of a work file NAME (PREFIX-PID-XXXXXX), or -1. */
+static long
+owner_of(const char *name)
+{
+    const char *end = strrchr(name, '-'), *start;
+    char *stop;
+    long pid;
+
+    if (end == NULL || strlen(end + 1) != 6)
+        return -1;
+    for (start = end; start > name && start[-1] != '-'; start--)
+        ;
+    if (start == name || start == end)
+        return -1;
+    pid = strtol(start, &stop, 10);
+    return stop == end && pid > 0 ? pid : -1;
+}
+
+/* 1 when the owner lock of PID is free (its process is gone), -1 when held, 0 when there is
+ * none. */
+static int
+owner_gone(const char *tmp, long pid)
+{
+    char *path = NULL;
+    int fd, gone;
+
+    if (asprintf(&path, "%s/" OWNER_PREFIX "%ld", tmp, pid) < 0)
+        return -1;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        free(path);
+        return 0;
+    }
+    gone = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd);
+    free(path);
+    return gone ? 1 : -1;
+}
+
+/* Remove the work files that pushes which did not finish left in TMP (first pass), then the
+ * lock files of their owners (second pass, once their files are gone). */
+static void
+sweep_tmp(const char *tmp)
+{
+    time_t now = time(NULL);
+    struct dirent *e;
+    struct stat st;
+    char *path;
+
+    for (int pass = 0; pass < 2; pass++) {
+        DIR *d = opendir(tmp);
+
+        if (d == NULL)
+            return;
+        while ((e = readdir(d)) != NULL) {
+            bool owner = strncmp(e->d_name, OWNER_PREFIX, strlen(OWNER_PREFIX)) == 0;
+            char *stop = NULL;
+            long pid;
+            int gone;
+
+            if (owner != (pass == 1))
+                continue;
+            if (owner) {
+                pid = strtol(e->d_name + strlen(OWNER_PREFIX), &stop, 10);
+                if (*stop != '\0')
+                    pid = -1;
+            } else {
+                pid = owner_of(e->d_name);
+            }
+            if (pid <= 0 || pid == (long)getpid())
+                continue;
+            if (asprintf(&path, "%s/%s", tmp, e->d_name) < 0)
+                break;
+            gone = owner_gone(tmp, pid);
+            if (!owner && gone == 0 && lstat(path, &st) == 0 && now - st.st_mtime > STALE_SECONDS)
+                gone = 1;
+            if (gone == 1 && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+                if (!owner)
+                    csi_log(CS_LOG_DEBUG, "removing %s, left by a push that did not finish", path);
+                unlink(path);
+            }
+            free(path);
+        }
+        closedir(d);
+    }
+}
+
 int
 csi_source_tmp_dir(char **out, cs_store *store, cs_error **err)
 {
+    int ret;
+
     if (asprintf(out, "%s/tmp", cs_store_dir(store)) < 0) {
         *out = NULL;
         return csi_error_oom(err);
     }
-    return csi_fs_mkdirs(*out, err);
+    ret = csi_fs_mkdirs(*out, err);
+    if (ret == 0)
+        ret = own_tmp(*out, err);
+    if (ret == 0)
+        sweep_tmp(*out);
+    if (ret < 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return ret;
 }
 
 int
@@ -291,7 +448,7 @@ csi_source_tmp_file(int *fd_out, char **path_out, const char *dir, const char *p
     char *path = NULL;
     int fd;
 
-    if (asprintf(&path, "%s/%s-XXXXXX", dir, prefix) < 0)
+    if (asprintf(&path, "%s/%s-%ld-XXXXXX", dir, prefix, (long)getpid()) < 0)
         return csi_error_oom(err);
     fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0) {

@@ -63,9 +63,11 @@ int csi_source_make_image(cs_source_image **out, cs_store *store, const csi_sour
                           const char *config_digest, int64_t config_size,
                           const csi_source_layer *layers, size_t n, cs_error **err);
 
-/* <store>/tmp, created; *OUT malloc'd. */
+/* <store>/tmp, created; *OUT malloc'd. This process is marked as the owner of the work
+ * files it makes there (an flock held until it ends), and the work files of pushes whose
+ * process is gone (killed, crashed) are removed. */
 int csi_source_tmp_dir(char **out, cs_store *store, cs_error **err);
-/* A new empty file PREFIX-XXXXXX in DIR; *PATH_OUT malloc'd. */
+/* A new empty file PREFIX-PID-XXXXXX in DIR; *PATH_OUT malloc'd. */
 int csi_source_tmp_file(int *fd_out, char **path_out, const char *dir, const char *prefix,
                         cs_error **err);
 /* TMP (a file in the store's tmp/) holds exactly the bytes of DIGEST, hashed as they were

@@ -670,6 +670,47 @@ START_TEST(test_decompress_file_failures)
 }
 END_TEST
 
+/* A store path (blobs/sha256/<hex>) names its content: output of another digest never
+ * appears there, not even until the caller checks (issue #7: a zstd layer whose diff_id
+ * lies, transcoded for Docker < 23, sat in blobs/sha256/<diff_id> until pull unlinked it). */
+START_TEST(test_decompress_file_addressed)
+{
+    char *in = sample(50000), *z;
+    char src[256], dst[256], dir[96], want[CS_DIGEST_STRLEN], got[CS_DIGEST_STRLEN];
+    cs_error *err = NULL;
+    size_t zlen;
+
+    snprintf(dir, sizeof(dir), "%s/blobs/sha256", tmpdir);
+    {
+        char cmd[256];
+
+        snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    ck_assert_cs_ok(cs_digest_buffer(want, in, 50000, &err), &err);
+    z = compress(CSI_COMP_ZSTD, 0, in, 50000, 65536, &zlen);
+    snprintf(src, sizeof(src), "%s/blobs/sha256/%064d", tmpdir, 1);
+    write_bytes(src, z, zlen);
+    /* the right name: written */
+    snprintf(dst, sizeof(dst), "%s/%s", dir, want + 7);
+    ck_assert_cs_ok(csi_decompress_file(src, dst, UINT64_MAX, got, NULL, &err), &err);
+    ck_assert_str_eq(got, want);
+    check_file(dst, in, 50000);
+    unlink(dst);
+    /* a name it does not hash to: CS_EDIGEST naming both, nothing written */
+    snprintf(dst, sizeof(dst), "%s/%064d", dir, 2);
+    ck_assert_int_eq(csi_decompress_file(src, dst, UINT64_MAX, got, NULL, &err), CS_EDIGEST);
+    ck_assert_ptr_nonnull(strstr(err->message, want));
+    ck_assert_ptr_nonnull(strstr(err->message, "uncompresses to"));
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_eq(access(dst, F_OK), -1);
+    ck_assert_int_eq(count_files(dir), 1); /* the source only: no temp file */
+    free(z);
+    free(in);
+}
+END_TEST
+
 static Suite *
 compress_suite(void)
 {
@@ -694,6 +735,7 @@ compress_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_decompress_file);
     tcase_add_test(tc, test_decompress_file_failures);
+    tcase_add_test(tc, test_decompress_file_addressed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cachesync/buf.h>
 #include <cachesync/store.h>
 #include "cs_test.h"
 #include "layermap.h"
@@ -318,6 +319,32 @@ START_TEST(test_concurrent_updates)
 }
 END_TEST
 
+/* A hand-made file naming a blob's repositories by the hundred: where() answers no more than
+ * an update would ever have kept (each name costs a push one mount request). Found by
+ * tests/fuzz/fuzz_layermap.c (corpus: entry-for-the-target). */
+START_TEST(test_where_capped)
+{
+    char blob[CS_DIGEST_STRLEN], **repos = NULL;
+    cs_error *err = NULL;
+    cs_buf text = CS_BUF_INIT;
+    size_t n = 0;
+    unsigned i;
+
+    fake_digest(blob, 'e');
+    cs_buf_printf(&text, NULL, "{\"blobs\":{\"%s\":{\"seen\":[\"\",5,\"a b\"", blob);
+    for (i = 0; i < 200; i++)
+        cs_buf_printf(&text, NULL, ",\"reg.example/r%u\"", i);
+    cs_buf_puts(&text, "]}}}", NULL);
+    write_map(text.ptr);
+    ck_assert_cs_ok(csi_layermap_where(&repos, &n, store, blob, &err), &err);
+    ck_assert_uint_eq(n, CSI_LAYERMAP_SEEN_MAX);
+    ck_assert_str_eq(repos[0], "reg.example/r0");
+    ck_assert_ptr_null(repos[n]);
+    csi_layermap_repos_free(repos);
+    cs_buf_dispose(&text);
+}
+END_TEST
+
 static Suite *
 layermap_suite(void)
 {
@@ -329,6 +356,7 @@ layermap_suite(void)
     tcase_add_test(tc, test_put_get);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_seen_where);
+    tcase_add_test(tc, test_where_capped);
     tcase_add_test(tc, test_corrupt_file);
     tcase_add_test(tc, test_oversized_file);
     tcase_add_test(tc, test_concurrent_updates);

@@ -331,6 +331,33 @@ START_TEST(test_to_oci)
 }
 END_TEST
 
+/* A registry's media type goes into the error as one printable line: a newline or a terminal
+ * escape in it must not reach stderr (issue #7; found by tests/fuzz/fuzz_manifest_oci.c, corpus
+ * regression-mediatype-newline). */
+START_TEST(test_media_type_in_errors_is_printable)
+{
+    static const char doc[] =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/v\\nd\\u001b[31mx\","
+        "\"config\":{},\"layers\":[]}";
+    cs_manifest *m = NULL;
+    cs_error *err = NULL;
+
+    ck_assert_int_eq(cs_manifest_parse(&m, doc, sizeof(doc) - 1, NULL, &err), CS_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_null(strchr(err->message, '\n'));
+    ck_assert_ptr_null(strchr(err->message, '\033'));
+    ck_assert_ptr_nonnull(strstr(err->message, "application/v?d?[31mx"));
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_eq(
+        cs_manifest_parse(&m, "{\"schemaVersion\":2,\"mediaType\":\"x\",\"layers\":[]}", 46,
+                          "application/vnd.oci.image.manifest.v1+json\r\nX: y", &err),
+        CS_EPROTO);
+    ck_assert_ptr_null(strpbrk(err->message, "\r\n"));
+    cs_error_free(err);
+}
+END_TEST
+
 static Suite *
 manifest_suite(void)
 {
@@ -338,6 +365,7 @@ manifest_suite(void)
     TCase *tc = tcase_create("parse");
 
     tcase_add_test(tc, test_parse_docker_manifest);
+    tcase_add_test(tc, test_media_type_in_errors_is_printable);
     tcase_add_test(tc, test_parse_index_and_attestation);
     tcase_add_test(tc, test_parse_mediatype_from_header_or_shape);
     tcase_add_loop_test(tc, test_parse_bad, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));

@@ -10,8 +10,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +29,7 @@
 #include "compress.h"
 #include "cs_test.h"
 #include "layermap.h"
+#include "source_int.h"
 
 static char tmpdir[64];
 static char storedir[128];
@@ -1513,6 +1517,92 @@ START_TEST(test_docker_missing)
 }
 END_TEST
 
+/* <store>/tmp: a push's work files carry its pid, and its process holds tmp/.owner-PID locked
+ * while it lives; the next push removes the files of a process that is gone, never those of a
+ * live one (issue #7: a kill -9 during a push left its exported layers in tmp/ for good). */
+static void
+touch(const char *dir, const char *name)
+{
+    char path[400];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "x", 1), 1);
+    close(fd);
+}
+
+static bool
+exists(const char *dir, const char *name)
+{
+    char path[400];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+START_TEST(test_tmp_files_of_dead_pushes)
+{
+    char tmp[200], name[64], live_owner[64], live_file[64], *dir = NULL;
+    cs_error *err = NULL;
+    int pipefd[2], status;
+    pid_t child;
+    char c;
+
+    snprintf(tmp, sizeof(tmp), "%s/tmp", storedir);
+    ck_assert_int_eq(mkdir(tmp, 0755), 0);
+    /* a push that died: its lock file is there, nobody holds it */
+    touch(tmp, ".owner-999999");
+    touch(tmp, "entry-999999-abcdef");
+    touch(tmp, "blob-999999-XyZ012");
+    /* not a work file of ours: left alone */
+    touch(tmp, "notes.txt");
+    /* a live push: another process holds its lock */
+    ck_assert_int_eq(pipe(pipefd), 0);
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        char path[300];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/.owner-%ld", tmp, (long)getpid());
+        fd = open(path, O_RDWR | O_CREAT, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(pipefd[1], "k", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+    snprintf(live_owner, sizeof(live_owner), ".owner-%ld", (long)child);
+    snprintf(live_file, sizeof(live_file), "entry-%ld-Q1w2E3", (long)child);
+    touch(tmp, live_file);
+
+    ck_assert_cs_ok(csi_source_tmp_dir(&dir, store, &err), &err);
+    ck_assert_str_eq(dir, tmp);
+    ck_assert(!exists(tmp, "entry-999999-abcdef"));
+    ck_assert(!exists(tmp, "blob-999999-XyZ012"));
+    ck_assert(!exists(tmp, ".owner-999999"));
+    ck_assert(exists(tmp, "notes.txt"));
+    ck_assert(exists(tmp, live_file));
+    ck_assert(exists(tmp, live_owner));
+    snprintf(name, sizeof(name), ".owner-%ld", (long)getpid());
+    ck_assert(exists(tmp, name)); /* ours, held */
+    free(dir);
+
+    /* the live push ends without cleaning up (killed): the next push removes its files */
+    kill(child, SIGKILL);
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_cs_ok(csi_source_tmp_dir(&dir, store, &err), &err);
+    ck_assert(!exists(tmp, live_file));
+    ck_assert(!exists(tmp, live_owner));
+    ck_assert(exists(tmp, name));
+    free(dir);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+END_TEST
+
 static Suite *
 source_suite(void)
 {
@@ -1542,6 +1632,7 @@ source_suite(void)
     tcase_add_test(archive, test_archive_truncated);
     tcase_add_test(archive, test_archive_not_docker_save);
     tcase_add_test(archive, test_archive_two_images);
+    tcase_add_test(archive, test_tmp_files_of_dead_pushes);
     suite_add_tcase(s, archive);
 
     tcase_add_checked_fixture(oci, setup, teardown);
