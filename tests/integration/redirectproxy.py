@@ -79,6 +79,16 @@ class State:
 class Base(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state = None  # set in main
+    listener = ""
+    logged = False
+
+    def answer(self, status, reason=None):
+        """Start the answer STATUS and log the request first: the line is in the log before
+        the client can see the end of the answer, so a test reading the log right after its
+        client returns finds it."""
+        self.state.log(self.listener, self, status)
+        self.logged = True
+        self.send_response(status, reason)
 
     def log_message(self, format, *args):  # noqa: A002 - keep stderr quiet
         pass
@@ -90,7 +100,7 @@ class Base(http.server.BaseHTTPRequestHandler):
 
     def relay(self, resp, conn):
         """Send RESP (an http.client response) to the client, body streamed."""
-        self.send_response(resp.status, resp.reason)
+        self.answer(resp.status, resp.reason)
         length = None
         for k, v in resp.getheaders():
             if k.lower() in HOP_BY_HOP:
@@ -121,8 +131,10 @@ class Base(http.server.BaseHTTPRequestHandler):
 
 
 class Front(Base):
+    listener = "front"
+
     def handle_any(self):
-        status = 0
+        self.logged = False
         try:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
@@ -134,33 +146,34 @@ class Front(Base):
                     resp.read()
                     conn.close()
                     loc = f"http://{self.state.blobs_netloc}/blobs/{m.group(1)}/{m.group(2)}"
-                    self.send_response(self.state.status)
+                    self.answer(self.state.status)
                     self.send_header("Location", loc)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    status = self.state.status
                     return
                 # a HEAD answer has no body: relay the registry's own answer to the GET
                 resp.read()
                 conn.close()
             conn, resp = self.upstream(self.command, self.path, headers, body)
-            status = self.relay(resp, conn)
+            self.relay(resp, conn)
         finally:
-            self.state.log("front", self, status)
+            if not self.logged:  # failed before answering
+                self.state.log(self.listener, self, 0)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
 
 class Blobs(Base):
+    listener = "blobs"
+
     def handle_any(self):
-        status = 0
+        self.logged = False
         try:
             m = re.match(r"^/blobs/(.+)/([^/]+)$", urllib.parse.urlsplit(self.path).path)
             if self.command not in ("GET", "HEAD") or not m:
-                self.send_response(404)
+                self.answer(404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                status = 404
                 return
             # what a signed URL is: access without the client's registry credentials
             headers = {"Authorization": self.state.basic, "Host": self.state.up_netloc}
@@ -168,9 +181,10 @@ class Blobs(Base):
                 headers["Range"] = self.headers["Range"]
             conn, resp = self.upstream(self.command, f"/v2/{m.group(1)}/blobs/{m.group(2)}",
                                        headers)
-            status = self.relay(resp, conn)
+            self.relay(resp, conn)
         finally:
-            self.state.log("blobs", self, status)
+            if not self.logged:
+                self.state.log(self.listener, self, 0)
 
     do_GET = do_HEAD = handle_any
 
