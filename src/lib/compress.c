@@ -17,6 +17,7 @@
 #include "compress.h"
 #include "error_int.h"
 #include "fsutil.h"
+#include "pgzip.h"
 
 /* Output buffer of a (de)compressor, and the read buffer of csi_decompress_file. */
 #define OUT_BUF (128 * 1024)
@@ -427,25 +428,15 @@ out:
 
 /* ---- compression ----------------------------------------------------------------------- */
 
-/* Stored blocks are framed by how much input and output space each deflate() call sees, so
- * input goes to deflate in slices of this size at fixed offsets, whatever the caller's feed
- * sizes: the blob's digest depends on the content only. */
-#define SLICE (64u * 1024)
-
+/* gzip goes to pgzip.c (blocks deflated on several cores, one member); zstd and "none" are
+ * handled here. */
 struct csi_compressor {
     csi_compression kind;
     csi_compress_sink_fn sink;
     void *payload;
     bool failed;
     bool finished;
-    z_stream z;
-    bool z_init;
-    /* gzip adapts to incompressible data (see adapt()) */
-    int level, cur_level;
-    uint64_t chunk_in, chunk_out;
-    unsigned stored_chunks;
-    unsigned char *stage; /* input in fixed slices: see feed_gzip() */
-    size_t stage_len;
+    csi_pgzip *pg;
     ZSTD_CCtx *zc;
     unsigned char *obuf;
 };
@@ -455,11 +446,9 @@ csi_compressor_free(csi_compressor *c)
 {
     if (c == NULL)
         return;
-    if (c->z_init)
-        deflateEnd(&c->z);
+    csi_pgzip_free(c->pg);
     ZSTD_freeCCtx(c->zc);
     free(c->obuf);
-    free(c->stage);
     free(c);
 }
 
@@ -470,20 +459,9 @@ start_encoder(csi_compressor *c, int level, cs_error **err)
 
     switch (c->kind) {
     case CSI_COMP_GZIP:
-        if (level == 0)
-            level = CSI_GZIP_LEVEL_DEFAULT;
-        if (level < 1 || level > 9)
-            return csi_error_set(err, CS_EINVAL, "gzip level %d is not within 1..9", level);
-        /* 15 + 16: gzip wrapper; without deflateSetHeader the header has mtime 0 and no
-         * name, so equal input gives an equal blob digest */
-        if (deflateInit2(&c->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            return csi_error_oom(err);
-        c->z_init = true;
-        c->level = c->cur_level = level;
-        c->stage = malloc(SLICE);
-        if (c->stage == NULL)
-            return csi_error_oom(err);
-        break;
+        /* the gzip header has mtime 0 and no name, so equal input gives an equal digest */
+        return csi_pgzip_new(&c->pg, level == 0 ? CSI_GZIP_LEVEL_DEFAULT : level, c->sink,
+                             c->payload, err);
     case CSI_COMP_ZSTD:
         if (level == 0)
             level = CSI_ZSTD_LEVEL_DEFAULT;
@@ -498,6 +476,9 @@ start_encoder(csi_compressor *c, int level, cs_error **err)
             r = ZSTD_CCtx_setParameter(c->zc, ZSTD_c_checksumFlag, 1);
         if (ZSTD_isError(r))
             return csi_error_set(err, CS_ERROR, "zstd: %s", ZSTD_getErrorName(r));
+        c->obuf = malloc(OUT_BUF);
+        if (c->obuf == NULL)
+            return csi_error_oom(err);
         break;
     case CSI_COMP_NONE:
         break;
@@ -520,14 +501,7 @@ csi_compressor_new(csi_compressor **out, csi_compression kind, int level, csi_co
     c->kind = kind;
     c->sink = sink;
     c->payload = payload;
-    c->obuf = malloc(OUT_BUF);
-    if (c->obuf == NULL) {
-        ret = csi_error_oom(err);
-        goto out;
-    }
     ret = start_encoder(c, level, err);
-
-out:
     if (ret < 0) {
         csi_compressor_free(c);
         return ret;
@@ -539,73 +513,9 @@ out:
 static int
 put(csi_compressor *c, const unsigned char *p, size_t n, cs_error **err)
 {
-    c->chunk_out += n;
     if (n == 0 || c->sink == NULL)
         return 0;
     return c->sink(c->payload, (const char *)p, n, err);
-}
-
-/* Run deflate over the pending input with FLUSH until it wants no more output space. */
-static int
-deflate_run(csi_compressor *c, int flush, cs_error **err)
-{
-    int zr, ret;
-
-    do {
-        c->z.next_out = c->obuf;
-        c->z.avail_out = OUT_BUF;
-        zr = deflate(&c->z, flush);
-        if (zr == Z_STREAM_ERROR)
-            return csi_error_set(err, CS_ERROR, "gzip compression failed");
-        ret = put(c, c->obuf, OUT_BUF - c->z.avail_out, err);
-        if (ret < 0)
-            return ret;
-    } while (c->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
-    return 0;
-}
-
-/* Incompressible input (already compressed files, random data) costs deflate as much time
- * as any other and gains nothing: zlib manages ~50 MB/s on it at every level. So, per MiB of
- * input, a chunk that came out at least 97% of its size switches deflate to stored blocks
- * (level 0: a copy plus the CRC), and every 8 stored MiB one chunk is tried at the real
- * level again. The decisions depend only on the input, so equal input still gives an equal
- * blob. */
-#define ADAPT_CHUNK (1u << 20)
-#define ADAPT_RETRY 8
-
-static int
-set_level(csi_compressor *c, int level, cs_error **err)
-{
-    int zr, ret;
-
-    do {
-        c->z.next_out = c->obuf;
-        c->z.avail_out = OUT_BUF;
-        zr = deflateParams(&c->z, level, Z_DEFAULT_STRATEGY);
-        if (zr != Z_OK && zr != Z_BUF_ERROR)
-            return csi_error_set(err, CS_ERROR, "gzip compression failed (level change)");
-        ret = put(c, c->obuf, OUT_BUF - c->z.avail_out, err);
-        if (ret < 0)
-            return ret;
-    } while (zr == Z_BUF_ERROR);
-    c->cur_level = level;
-    return 0;
-}
-
-static int
-adapt(csi_compressor *c, cs_error **err)
-{
-    int want = c->cur_level;
-
-    if (c->cur_level != 0 && c->chunk_out * 100 >= c->chunk_in * 97)
-        want = 0;
-    else if (c->cur_level == 0 && ++c->stored_chunks >= ADAPT_RETRY)
-        want = c->level;
-    c->chunk_in = c->chunk_out = 0;
-    if (want == c->cur_level)
-        return 0;
-    c->stored_chunks = 0;
-    return set_level(c, want, err);
 }
 
 /* Run ZSTD_compressStream2 over IN with MODE until the input is consumed (and, for
@@ -635,7 +545,6 @@ zstd_run(csi_compressor *c, ZSTD_inBuffer *in, ZSTD_EndDirective mode, cs_error 
 int
 csi_compressor_feed(csi_compressor *c, const void *data, size_t len, cs_error **err)
 {
-    const unsigned char *p = data;
     int ret = 0;
 
     if (c->failed || c->finished)
@@ -644,34 +553,16 @@ csi_compressor_feed(csi_compressor *c, const void *data, size_t len, cs_error **
         return 0;
     switch (c->kind) {
     case CSI_COMP_GZIP:
-        while (len > 0 && ret == 0) {
-            size_t n = SLICE - c->stage_len;
-
-            if (n > len)
-                n = len;
-            memcpy(c->stage + c->stage_len, p, n);
-            c->stage_len += n;
-            p += n;
-            len -= n;
-            if (c->stage_len < SLICE)
-                break;
-            c->z.next_in = c->stage;
-            c->z.avail_in = SLICE;
-            ret = deflate_run(c, Z_NO_FLUSH, err);
-            c->stage_len = 0;
-            c->chunk_in += SLICE;
-            if (ret == 0 && c->chunk_in == ADAPT_CHUNK)
-                ret = adapt(c, err);
-        }
+        ret = csi_pgzip_feed(c->pg, data, len, err);
         break;
     case CSI_COMP_ZSTD: {
-        ZSTD_inBuffer in = {p, len, 0};
+        ZSTD_inBuffer in = {data, len, 0};
 
         ret = zstd_run(c, &in, ZSTD_e_continue, err);
         break;
     }
     default:
-        ret = put(c, p, len, err);
+        ret = put(c, data, len, err);
         break;
     }
     if (ret < 0)
@@ -688,10 +579,7 @@ csi_compressor_finish(csi_compressor *c, cs_error **err)
         return csi_error_set(err, CS_EINVAL, "compressor used after an error or its end");
     switch (c->kind) {
     case CSI_COMP_GZIP:
-        c->z.next_in = c->stage;
-        c->z.avail_in = (uInt)c->stage_len;
-        ret = deflate_run(c, Z_FINISH, err);
-        c->stage_len = 0;
+        ret = csi_pgzip_finish(c->pg, err);
         break;
     case CSI_COMP_ZSTD: {
         ZSTD_inBuffer in = {NULL, 0, 0};

@@ -223,7 +223,7 @@ START_TEST(test_gzip_reproducible)
 END_TEST
 
 /* Incompressible input goes through as stored blocks, compressible input after it is
- * compressed again, the result decodes to the input, and feeding in other pieces gives the
+ * compressed, the result decodes to the input, and feeding in other pieces gives the
  * same bytes. */
 START_TEST(test_gzip_adapts_to_incompressible)
 {
@@ -246,9 +246,9 @@ START_TEST(test_gzip_adapts_to_incompressible)
     b = compress(CSI_COMP_GZIP, 0, in, len, 777777, &blen);
     ck_assert_uint_eq(alen, blen);
     ck_assert_int_eq(memcmp(a, b, alen), 0);
-    /* the random part costs its size plus block headers; of the text after it at most the
-     * MiB that gave it away and the 8 MiB before the next try at the real level are stored,
-     * the rest shrinks to almost nothing (stored all the way would be > len) */
+    /* the random part costs its size plus stored block headers (pgzip.c sees its flat byte
+     * histogram); the text after it shrinks to almost nothing (stored all the way would be
+     * > len) */
     ck_assert_uint_gt(alen, rnd);
     ck_assert_uint_lt(alen, rnd + rnd / 100 + (10u << 20));
     sink_init(&s);
@@ -427,8 +427,9 @@ START_TEST(test_bomb)
     ck_assert_ptr_nonnull(zeros);
     for (k = 0; k < 2; k++) {
         z = compress(kinds[k], 9, zeros, big, 1 << 20, &zlen);
-        /* 16 MiB from a small input (gzip's ratio tops out near 1000:1) */
-        ck_assert_uint_lt(zlen, big / 900);
+        /* 16 MiB from a small input (deflate's ratio tops out near 1000:1; our gzip ends
+         * each 128 KiB block with a sync flush, which leaves it near 890:1) */
+        ck_assert_uint_lt(zlen, big / 800);
         sink_init(&s);
         ck_assert_int_eq(decompress(&s, CSI_COMP_AUTO, 1 << 20, z, zlen, 4096, &err), CS_ELIMIT);
         ck_assert_str_eq(err->message, "decompressed size exceeds 1048576 bytes");

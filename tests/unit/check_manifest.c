@@ -302,8 +302,7 @@ START_TEST(test_to_oci)
     cs_manifest *m = NULL;
     cs_error *err = NULL;
 
-    ck_assert_cs_ok(cs_manifest_to_oci(&out, docker_manifest, strlen(docker_manifest), &err),
-                    &err);
+    ck_assert_cs_ok(cs_manifest_to_oci(&out, docker_manifest, strlen(docker_manifest), &err), &err);
     ck_assert_cs_ok(cs_manifest_parse(&m, out.ptr, out.len, NULL, &err), &err);
     ck_assert_str_eq(m->media_type, CS_MEDIA_OCI_MANIFEST);
     ck_assert_str_eq(m->config.media_type, CS_MEDIA_OCI_CONFIG);
