@@ -203,11 +203,43 @@ out:
 
 /* ---- layers ------------------------------------------------------------------------------ */
 
+struct csi_layermap_view {
+    json_t *root;
+};
+
 int
-csi_layermap_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out, cs_store *s,
-                 const char *diff_id, const char *compression, cs_error **err)
+csi_layermap_view_open(csi_layermap_view **out, cs_store *s, cs_error **err)
 {
-    json_t *root = NULL, *entry;
+    csi_layermap_view *v;
+    int ret;
+
+    v = calloc(1, sizeof(*v));
+    if (v == NULL)
+        return csi_error_oom(err);
+    ret = load(&v->root, s, err);
+    if (ret < 0) {
+        free(v);
+        return ret;
+    }
+    *out = v;
+    return 0;
+}
+
+void
+csi_layermap_view_free(csi_layermap_view *v)
+{
+    if (v == NULL)
+        return;
+    json_decref(v->root);
+    free(v);
+}
+
+int
+csi_layermap_view_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out,
+                      const csi_layermap_view *v, const char *diff_id, const char *compression,
+                      cs_error **err)
+{
+    json_t *entry;
     const char *digest;
     int64_t size = -1;
     int ret;
@@ -215,24 +247,38 @@ csi_layermap_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out, cs_store 
     ret = cs_digest_validate(diff_id, err);
     if (ret == 0)
         ret = check_compression(compression, err);
-    if (ret == 0)
-        ret = load(&root, s, err);
     if (ret < 0)
         return ret;
-    entry = json_object_get(json_object_get(json_object_get(root, "layers"), diff_id), compression);
+    entry =
+        json_object_get(json_object_get(json_object_get(v->root, "layers"), diff_id), compression);
     digest = csi_json_str(entry, "digest");
     /* entries come from a file anyone could have edited: only well-formed ones count */
     if (digest == NULL || cs_digest_validate(digest, NULL) < 0 ||
-        csi_json_int(&size, entry, "size") < 0 || size < 0) {
-        ret = csi_error_set(err, CS_ENOTFOUND, "no %s blob recorded for layer %s", compression,
-                            diff_id);
-        goto out;
-    }
+        csi_json_int(&size, entry, "size") < 0 || size < 0)
+        return csi_error_set(err, CS_ENOTFOUND, "no %s blob recorded for layer %s", compression,
+                             diff_id);
     snprintf(digest_out, CS_DIGEST_STRLEN, "%s", digest);
     if (size_out != NULL)
         *size_out = size;
-out:
-    json_decref(root);
+    return 0;
+}
+
+int
+csi_layermap_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out, cs_store *s,
+                 const char *diff_id, const char *compression, cs_error **err)
+{
+    csi_layermap_view *v = NULL;
+    int ret;
+
+    /* the arguments first: a bad one is an error whatever the file holds */
+    ret = cs_digest_validate(diff_id, err);
+    if (ret == 0)
+        ret = check_compression(compression, err);
+    if (ret == 0)
+        ret = csi_layermap_view_open(&v, s, err);
+    if (ret == 0)
+        ret = csi_layermap_view_get(digest_out, size_out, v, diff_id, compression, err);
+    csi_layermap_view_free(v);
     return ret;
 }
 

@@ -41,6 +41,21 @@
 int csi_layermap_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out, cs_store *s,
                      const char *diff_id, const char *compression, cs_error **err);
 
+/* A read-only snapshot of layers.json, read once for many lookups: a re-push asks about every
+ * layer of the image, and reading and parsing the file for each made that cost grow with the
+ * square of the layer count. Lookups see the file as it was when the view was opened. */
+typedef struct csi_layermap_view csi_layermap_view;
+
+/* Read layers.json (a missing or bad file gives an empty view, as for csi_layermap_get). */
+int csi_layermap_view_open(csi_layermap_view **out, cs_store *s, cs_error **err);
+
+/* csi_layermap_get against the view. */
+int csi_layermap_view_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out,
+                          const csi_layermap_view *v, const char *diff_id, const char *compression,
+                          cs_error **err);
+
+void csi_layermap_view_free(csi_layermap_view *v);
+
 /* Record that DIFF_ID compressed with COMPRESSION is blob DIGEST of SIZE bytes (replacing an
  * earlier answer). */
 int csi_layermap_put(cs_store *s, const char *diff_id, const char *compression, const char *digest,

@@ -201,6 +201,14 @@ csi_source_layer_known(char blob[CS_DIGEST_STRLEN], int64_t *size, cs_store *sto
            cs_store_has_blob(store, blob, *size);
 }
 
+bool
+csi_source_layer_known_in(char blob[CS_DIGEST_STRLEN], int64_t *size, cs_store *store,
+                          const csi_layermap_view *map, const char *diff_id, const char *comp_name)
+{
+    return csi_layermap_view_get(blob, size, map, diff_id, comp_name, NULL) == 0 &&
+           cs_store_has_blob(store, blob, *size);
+}
+
 void
 csi_source_layer_stored(cs_store *store, const csi_source_settings *st, const char *diff_id,
                         const char *blob, int64_t size, const char *how)

@@ -5,6 +5,7 @@
  *   source_archive.c  docker:IMAGE and archive:FILE: the daemon's export or the file through
  *                     the loader, then manifest.json ties the records together
  *   source_pool.c     the threads that compress layers into the store
+ *   source_spec.c     compressing a layer while it streams, when it is almost surely new
  *   source_oci.c      oci:DIR[:TAG] */
 #ifndef CS_LIB_SOURCE_INT_H
 #define CS_LIB_SOURCE_INT_H
@@ -18,6 +19,7 @@
 #include <cachesync/source.h>
 #include <cachesync/store.h>
 #include "compress.h"
+#include "layermap.h"
 #include "tar.h"
 
 #define CSI_SOURCE_IO_BUF (1u << 20)
@@ -47,6 +49,11 @@ int csi_source_write_all(int fd, const char *p, size_t n, const char *path, cs_e
 /* The layer the store already compressed DIFF_ID into, if it still holds it. */
 bool csi_source_layer_known(char blob[CS_DIGEST_STRLEN], int64_t *size, cs_store *store,
                             const char *diff_id, const char *comp_name);
+
+/* The same against MAP, a layer map read once for many layers. */
+bool csi_source_layer_known_in(char blob[CS_DIGEST_STRLEN], int64_t *size, cs_store *store,
+                               const csi_layermap_view *map, const char *diff_id,
+                               const char *comp_name);
 
 /* The store now holds BLOB (SIZE bytes), DIFF_ID compressed as ST says (HOW: "compressed
  * now", "exported so"): log it, and remember it in the layer map. */
@@ -111,6 +118,11 @@ void csi_source_pool_result(const csi_source_pool *p, size_t id, char blob[CS_DI
  * already compressed stay recorded in the layer map. */
 void csi_source_pool_free(csi_source_pool *p);
 
+/* ---- source_spec.c ---------------------------------------------------------------------- */
+
+/* A layer compressed as it streams, into a temp blob file in the store's tmp/. */
+typedef struct csi_source_spec csi_source_spec;
+
 /* ---- source_stream.c -------------------------------------------------------------------- */
 
 enum csi_source_rec_kind {
@@ -156,6 +168,7 @@ typedef struct csi_source_cur {
     int fd;
     char *tmp;
     csi_decompressor *dec; /* compressed layers: for the diff_id */
+    csi_source_spec *spec; /* an uncompressed layer compressed as it streams (no tmp file) */
 } csi_source_cur;
 
 typedef struct csi_source_loader {
@@ -190,6 +203,10 @@ typedef struct csi_source_loader {
     bool trailing; /* non-zero bytes after the end-of-archive marker */
     char tail[CSI_SOURCE_TAIL_MAX];
     uint64_t progress_last;
+    /* source_spec.c's: what the image's layers known to the store decompress to, mod 2^32 */
+    bool spec_ready, spec_off;
+    uint32_t *spec_sizes;
+    size_t nspec_sizes;
 } csi_source_loader;
 
 int csi_source_loader_init(csi_source_loader *L, cs_store *store, const csi_source_settings *st,
@@ -206,10 +223,28 @@ int csi_source_loader_end(csi_source_loader *L, int transfer_ret, cs_error *terr
 /* The file NAME (a path from manifest.json) stands for, links followed; NULL when none. */
 csi_source_rec *csi_source_loader_resolve(csi_source_loader *L, const char *name);
 
-/* A layer file is complete (R's tmp, digest and diff_id set; SNIFFED its compression): find
- * its blob, or queue making it. */
+/* A layer file is complete (R's tmp, digest and diff_id set; SNIFFED its compression; or SPEC,
+ * when not NULL, holds its blob compressed as it streamed and R has no tmp): find its blob, or
+ * queue making it. */
 int csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression sniffed,
-                            cs_error **err);
+                            csi_source_spec *spec, cs_error **err);
+
+/* Should the uncompressed layer of SIZE bytes that starts streaming be compressed as it
+ * streams? Yes unless the loader names no layers up front or SIZE is what one of the image's
+ * layers that the store knows decompresses to (mod 2^32). */
+bool csi_source_spec_wanted(csi_source_loader *L, uint64_t size);
+
+int csi_source_spec_start(csi_source_spec **out, csi_source_loader *L, cs_error **err);
+int csi_source_spec_feed(csi_source_spec *s, const void *data, size_t len, cs_error **err);
+/* The input ended: BLOB and SIZE of the compressed bytes. */
+int csi_source_spec_finish(csi_source_spec *s, char blob[CS_DIGEST_STRLEN], int64_t *size,
+                           cs_error **err);
+/* Make the finished temp blob the store's BLOB. */
+int csi_source_spec_commit(csi_source_spec *s, cs_store *store, const char *blob, cs_error **err);
+/* Uncompressed bytes fed. */
+uint64_t csi_source_spec_in(const csi_source_spec *s);
+/* Removes the temp blob unless committed. */
+void csi_source_spec_free(csi_source_spec *s);
 
 /* ---- the sources ------------------------------------------------------------------------ */
 

@@ -215,6 +215,7 @@ cur_reset(csi_source_loader *L)
         unlink(c->tmp);
     free(c->tmp);
     csi_decompressor_free(c->dec);
+    csi_source_spec_free(c->spec);
     memset(c, 0, sizeof(*c));
     c->fd = -1;
     c->mode = CSI_CUR_SKIP;
@@ -231,7 +232,7 @@ diff_sink(void *payload, const char *data, size_t len, cs_error **err)
 
 int
 csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression sniffed,
-                        cs_error **err)
+                        csi_source_spec *spec, cs_error **err)
 {
     const csi_source_settings *st = L->st;
     char *tmp;
@@ -244,8 +245,9 @@ csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression
         goto out;
     }
     if (csi_source_layer_known(r->blob, &r->blob_size, L->store, r->diff_id, st->comp_name)) {
-        csi_log(CS_LOG_DEBUG, "layer %s: %s blob %s, already in the store", r->diff_id,
-                st->comp_name, r->blob);
+        csi_log(CS_LOG_DEBUG, "layer %s: %s blob %s, already in the store%s", r->diff_id,
+                st->comp_name, r->blob,
+                spec != NULL ? " (its early compression was for nothing)" : "");
         r->how = CSI_HOW_REUSED;
         r->kind = CSI_REC_LAYER;
         goto out;
@@ -253,9 +255,23 @@ csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression
     if (csi_source_pool_find(&id, L->pool, r->diff_id)) {
         /* the archive holds this layer twice (gzip'd and not, say): one blob will do, as if
          * the layer map had known it already */
-        csi_log(CS_LOG_DEBUG, "layer %s: %s blob already being made", r->diff_id, st->comp_name);
+        csi_log(CS_LOG_DEBUG, "layer %s: %s blob already being made%s", r->diff_id, st->comp_name,
+                spec != NULL ? " (its early compression was for nothing)" : "");
         r->job = id + 1;
         r->how = CSI_HOW_REUSED;
+    } else if (spec != NULL) {
+        /* compressed as it streamed: the blob is ready */
+        char what[40];
+
+        ret = csi_source_spec_commit(spec, L->store, r->blob, err);
+        if (ret < 0)
+            goto out;
+        snprintf(what, sizeof(what), "compress %.19s", r->diff_id);
+        csi_source_progress(st, what, 0, csi_source_spec_in(spec));
+        csi_source_progress(st, what, csi_source_spec_in(spec), csi_source_spec_in(spec));
+        r->how = CSI_HOW_COMPRESSED;
+        csi_source_layer_stored(L->store, st, r->diff_id, r->blob, r->blob_size,
+                                "compressed as it streamed");
     } else if (sniffed == st->comp) {
         /* already what we push (the containerd store exports registry blobs as they are):
          * the same bytes, so the digest the registry may already hold */
@@ -297,6 +313,8 @@ file_write(csi_source_loader *L, const void *data, size_t len, cs_error **err)
     cs_hasher_update(L->raw, data, len);
     if (c->fd >= 0)
         ret = csi_source_write_all(c->fd, data, len, c->tmp, err);
+    if (ret == 0 && c->spec != NULL)
+        ret = csi_source_spec_feed(c->spec, data, len, err);
     if (ret == 0 && c->dec != NULL)
         ret = csi_decompressor_feed(c->dec, data, len, err);
     return ret;
@@ -327,6 +345,8 @@ file_start(csi_source_loader *L, cs_error **err)
          csi_source_strv_has(L->want_diff_ids, L->nwant, c->name_digest)) &&
         csi_source_layer_known(blob, &bsize, L->store, c->name_digest, L->st->comp_name))
         c->verify_only = true;
+    else if (c->layer && c->sniffed == CSI_COMP_NONE && csi_source_spec_wanted(L, c->size))
+        ret = csi_source_spec_start(&c->spec, L, err);
     else if (c->layer || c->size <= CS_CONFIG_MAX)
         ret = csi_source_tmp_file(&c->fd, &c->tmp, L->tmpdir, "entry", err);
     if (ret == 0 && c->layer && c->sniffed != CSI_COMP_NONE)
@@ -385,8 +405,13 @@ file_end(csi_source_loader *L, cs_error **err)
     }
     r->tmp = c->tmp; /* the record owns it now */
     c->tmp = NULL;
+    if (c->spec != NULL) {
+        ret = csi_source_spec_finish(c->spec, r->blob, &r->blob_size, err);
+        if (ret < 0)
+            goto out;
+    }
     if (c->layer)
-        ret = csi_source_loader_layer(L, r, c->sniffed, err);
+        ret = csi_source_loader_layer(L, r, c->sniffed, c->spec, err);
     else
         r->kind = r->tmp != NULL ? CSI_REC_DOC : CSI_REC_BIG;
 out:
@@ -718,5 +743,6 @@ csi_source_loader_dispose(csi_source_loader *L)
     cs_hasher_free(L->diff);
     cs_buf_dispose(&L->manifest_json);
     cs_error_free(L->fail_err);
+    free(L->spec_sizes);
     free(L->tmpdir);
 }

@@ -32,7 +32,10 @@ blob_puts() { grep -cE '"(PUT|PATCH) /v2/team/app/blobs/uploads/' "$reg_DIR/log"
 
 # --- first push from the daemon ----------------------------------------------------------
 assert_exit 0 "push docker:app:built" -- env DOCKER_HOST="$a_DOCKER_HOST" \
-    "$cs" push --json docker:app:built "$REF" --tag v1
+    "$cs" -vv push --json docker:app:built "$REF" --tag v1
+# an empty store knows no layer: each is compressed as the export streams it, not after
+assert_eq "$(grep -c 'compressed as it streamed' "$WORK/err")" "$(docker_cli a image inspect -f '{{len .RootFS.Layers}}' app:built)" \
+    "every layer compressed as it streamed"
 cp "$WORK/out" "$WORK/push1.json"
 nblobs=$(jq -r .blobs.total "$WORK/push1.json")
 assert_eq "$(jq -r .blobs.uploaded "$WORK/push1.json")" "$nblobs" "every blob uploaded to an empty registry"
@@ -72,11 +75,22 @@ assert_eq "$(jq -r .blobs.bytes_uploaded "$WORK/out")" 0 "an unchanged re-push u
 assert_eq "$(jq -r .blobs.present "$WORK/out")" "$nblobs" "every blob counted as already there"
 assert_eq "$(jq -r .layers.compressed "$WORK/out")" 0 "no layer compressed again"
 assert_eq "$(blob_puts)" "$before" "no upload request reached the registry"
+# of the daemon it needs only the image's inspect: not the export, nor GET /version and /info
+# (the daemon's slowest answers), which only an image the store does not hold calls for
+assert_exit 0 "push the same image again, -vv" -- env DOCKER_HOST="$a_DOCKER_HOST" \
+    "$cs" -vv push docker:app:built "$REF"
+assert_eq "$(grep -cE 'debug: > [A-Z]+ http://localhost/' "$WORK/err")" 2 \
+    "an unchanged re-push makes 2 daemon requests (ping, the image inspect)"
 
 # --- one step changed: only that layer, the config and the manifest go up -------------------
 echo 'v3' >"$ctx/src/main.rs"
 build_image a "$ctx" app:built
-assert_exit 0 "push a rebuild" -- env DOCKER_HOST="$a_DOCKER_HOST" "$cs" push --json docker:app:built "$REF"
+assert_exit 0 "push a rebuild" -- env DOCKER_HOST="$a_DOCKER_HOST" "$cs" -vv push --json docker:app:built "$REF"
+# a layer whose size matches what a known layer of the image decompresses to waits for its
+# diff_id; the known ones are never compressed again, not even as they stream
+assert_eq "$(grep -c 'early compression was for nothing' "$WORK/err")" 0 \
+    "no known layer compressed while it streamed"
+assert_eq "$(grep -c 'already in the store' "$WORK/err")" 3 "the three known layers found in the store"
 # COPY src and the RUN after it change; base, COPY deps, RUN dd do not
 assert_eq "$(jq -r .blobs.uploaded "$WORK/out")" 3 "two changed layers and the config uploaded"
 assert_eq "$(jq -r .layers.compressed "$WORK/out")" 2 "only the two changed layers compressed"
