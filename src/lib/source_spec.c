@@ -9,11 +9,12 @@
  * and only a layer whose size matches none of them is compressed early. A wrong guess costs
  * time only: a layer found known at its end has its early blob thrown away.
  *
- * What a known layer decompresses to, without decompressing it: the gzip trailer's ISIZE (the
- * size mod 2^32, RFC 1952 2.3.1) for gzip blobs, the frame header's content size for zstd
- * blobs. When that cannot be read for some known layer of the image (a zstd frame without the
- * size, a multi-member gzip would give a wrong one, which is harmless: it just never matches),
- * nothing is compressed early. */
+ * What a known layer decompresses to, without decompressing it: for gzip blobs made here the
+ * footer member's total (pgzip.c), for other gzip blobs the trailer's ISIZE (the size mod
+ * 2^32, RFC 1952 2.3.1: right for the single member that docker and BuildKit write), for zstd
+ * blobs the frame header's content size. When that cannot be read for some known layer of
+ * the image (a zstd frame without the size; a multi-member gzip from elsewhere gives a wrong
+ * one, which is harmless: it just never matches), nothing is compressed early. */
 #include "config.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@
 
 #include "error_int.h"
 #include "log_int.h"
+#include "pgzip.h"
 #include "source_int.h"
 
 struct csi_source_spec {
@@ -43,6 +45,8 @@ static bool
 known_isize(uint32_t *isize, cs_store *store, const char *blob, int64_t size, csi_compression comp)
 {
     unsigned char b[18]; /* a zstd frame header is at most 18 bytes (RFC 8878 3.1.1) */
+    unsigned char f[CSI_PGZIP_FOOTER];
+    uint64_t total;
     char *path = NULL;
     bool ok = false;
     ssize_t r;
@@ -54,7 +58,13 @@ known_isize(uint32_t *isize, cs_store *store, const char *blob, int64_t size, cs
     free(path);
     if (fd < 0)
         return false;
-    if (comp == CSI_COMP_GZIP && size >= 18) {
+    if (comp == CSI_COMP_GZIP && size >= CSI_PGZIP_FOOTER &&
+        pread(fd, f, CSI_PGZIP_FOOTER, (off_t)size - CSI_PGZIP_FOOTER) == CSI_PGZIP_FOOTER &&
+        csi_pgzip_total_size(&total, f)) {
+        /* made here: the footer member says */
+        *isize = (uint32_t)total;
+        ok = true;
+    } else if (comp == CSI_COMP_GZIP && size >= 18) {
         r = pread(fd, b, 2, 0);
         if (r == 2 && b[0] == 0x1f && b[1] == 0x8b && pread(fd, b, 4, (off_t)size - 4) == 4) {
             *isize =
