@@ -308,6 +308,22 @@ task_release(task *t)
     pthread_mutex_unlock(&mu);
 }
 
+void
+csi_pgzip_hold(void)
+{
+    pthread_mutex_lock(&life_mu);
+    pool_join_users();
+    pthread_mutex_unlock(&life_mu);
+}
+
+void
+csi_pgzip_release(void)
+{
+    pthread_mutex_lock(&life_mu);
+    pool_leave();
+    pthread_mutex_unlock(&life_mu);
+}
+
 /* ---- a stream -------------------------------------------------------------------------- */
 
 int

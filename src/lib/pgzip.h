@@ -42,6 +42,12 @@ void csi_pgzip_free(csi_pgzip *g);
  * false when they are not such a footer (a blob made elsewhere). */
 bool csi_pgzip_total_size(uint64_t *total, const unsigned char tail[CSI_PGZIP_FOOTER]);
 
+/* Keep the pool (its threads, their compressors, its free blocks) alive between streams until
+ * the matching release: for a caller about to compress many small streams, each of which
+ * would otherwise start and stop it. */
+void csi_pgzip_hold(void);
+void csi_pgzip_release(void);
+
 /* Threads of the pool from the next time it starts (it stops when no stream uses it): 0 for
  * the default (online CPUs, at most 8), 1 to compress in the calling thread only. For tests
  * and the benchmark: the output is the same either way. */

@@ -204,6 +204,7 @@ typedef struct csi_source_loader {
     char tail[CSI_SOURCE_TAIL_MAX];
     uint64_t progress_last;
     /* source_spec.c's: what the image's layers known to the store decompress to, mod 2^32 */
+    bool pgzip_held; /* csi_pgzip_hold() until dispose */
     bool spec_ready, spec_off;
     uint32_t *spec_sizes;
     size_t nspec_sizes;

@@ -23,6 +23,7 @@
 #include "json.h"
 #include "jsonstream.h"
 #include "log_int.h"
+#include "pgzip.h"
 #include "source_int.h"
 #include "tar.h"
 
@@ -718,6 +719,11 @@ csi_source_loader_init(csi_source_loader *L, cs_store *store, const csi_source_s
         ret = csi_tar_reader_new(&L->tar, on_entry_cb, on_data_cb, L, err);
     if (ret == 0)
         ret = csi_source_pool_new(&L->pool, store, st, L->tmpdir, err);
+    if (ret == 0) {
+        /* one compression pool for all the layers, not one per layer */
+        csi_pgzip_hold();
+        L->pgzip_held = true;
+    }
     return ret;
 }
 
@@ -730,6 +736,8 @@ csi_source_loader_dispose(csi_source_loader *L)
     csi_source_pool_free(L->pool);
     L->pool = NULL;
     cur_reset(L);
+    if (L->pgzip_held)
+        csi_pgzip_release();
     for (i = 0; i < L->nrecs; i++) {
         if (L->recs[i].tmp != NULL)
             unlink(L->recs[i].tmp);
