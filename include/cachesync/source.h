@@ -81,6 +81,11 @@ typedef struct cs_source_options {
      * always from the thread that called cs_source_load, never from a compression thread. */
     void (*progress)(void *payload, const char *what, uint64_t done, uint64_t total);
     void *progress_payload;
+    /* A layer blob made by this load (compressed here, or exported compressed) is in the
+     * store: DIGEST of SIZE bytes at PATH. From the thread that called cs_source_load, as soon
+     * as each is ready, so that a push can upload it while the rest of the export goes on. */
+    void (*blob_ready)(void *payload, const char *digest, int64_t size, const char *path);
+    void *blob_ready_payload;
 } cs_source_options;
 
 /** Turn SRC into an image ready to push. Blobs that need writing (the config and compressed

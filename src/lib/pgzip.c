@@ -41,8 +41,8 @@
 
 #define MAX_THREADS 8
 #define STORED_MAX 65535u
-/* a member: header and trailer, then the block deflated (a little above its size at worst:
- * then it is stored) or stored (5 bytes per 64 KiB) */
+/* a member deflated: header and trailer, then the block deflated (when that does not fit,
+ * the block goes out stored) */
 #define OUT_CAP (CSI_PGZIP_BLOCK + CSI_PGZIP_BLOCK / 16 + 1024)
 
 enum task_state { T_FILLING, T_QUEUED, T_DONE, T_FAILED };
@@ -55,8 +55,10 @@ typedef struct task {
     size_t len;
     int level;
     enum task_state state; /* under the pool lock once queued */
-    unsigned char *out;    /* the member */
+    unsigned char *out;    /* the member, unless stored */
     size_t out_len;
+    bool stored; /* the member is the block in stored blocks: CRC is its CRC-32 */
+    uint32_t crc;
 } task;
 
 struct csi_pgzip {
@@ -151,32 +153,8 @@ le32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)((v >> 24) & 0xff);
 }
 
-/* BLK as one gzip member of stored blocks into OUT; returns the bytes written. */
-static size_t
-store_member(unsigned char *out, const unsigned char *blk, size_t len)
-{
-    static const unsigned char hdr[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
-    size_t o = sizeof(hdr), off = 0, n;
-
-    memcpy(out, hdr, sizeof(hdr));
-    do {
-        n = len - off > STORED_MAX ? STORED_MAX : len - off;
-        out[o++] = off + n == len ? 1 : 0; /* BFINAL on the last */
-        out[o++] = (unsigned char)(n & 0xff);
-        out[o++] = (unsigned char)(n >> 8);
-        out[o++] = (unsigned char)(~n & 0xff);
-        out[o++] = (unsigned char)((~n >> 8) & 0xff);
-        memcpy(out + o, blk + off, n);
-        o += n;
-        off += n;
-    } while (off < len);
-    le32(out + o, libdeflate_crc32(0, blk, len));
-    le32(out + o + 4, (uint32_t)len);
-    return o + 8;
-}
-
-/* T's block as a member in T->out, with the compressor *LD (made or remade for T's level):
- * false only when libdeflate cannot allocate one. */
+/* T's block as a member in T->out (or marked stored), with the compressor *LD (made or remade for
+ * T's level): false only when libdeflate cannot allocate one. */
 static bool
 compress_block(task *t, struct libdeflate_compressor **ld, int *ld_level)
 {
@@ -196,10 +174,15 @@ compress_block(task *t, struct libdeflate_compressor **ld, int *ld_level)
         /* 0 when it does not fit: then stored */
         n = libdeflate_gzip_compress(*ld, t->buf, t->len, t->out, OUT_CAP);
     }
-    if (n > 0 && n * 100 < t->len * 97 + 18 * 100)
+    if (n > 0 && n * 100 < t->len * 97 + 18 * 100) {
         t->out_len = n;
-    else
-        t->out_len = store_member(t->out, t->buf, t->len);
+        t->stored = false;
+    } else {
+        /* written out from the block itself (emit_stored): the output buffer's pages stay
+         * untouched, which keeps the resident size down on incompressible data */
+        t->crc = libdeflate_crc32(0, t->buf, t->len);
+        t->stored = true;
+    }
     return true;
 }
 
@@ -264,7 +247,7 @@ pool_join_users(void)
         pthread_mutex_unlock(&mu);
     }
     pthread_mutex_lock(&mu);
-    budget = nthreads ? nthreads + 2 : 1;
+    budget = nthreads ? nthreads + 1 : 1;
     pthread_mutex_unlock(&mu);
 }
 
@@ -354,6 +337,33 @@ put(csi_pgzip *g, const unsigned char *p, size_t n, cs_error **err)
     return g->sink(g->payload, (const char *)p, n, err);
 }
 
+/* T's block as one member of stored blocks (RFC 1951 3.2.4: BFINAL on the last, LEN, ~LEN). */
+static int
+emit_stored(csi_pgzip *g, const task *t, cs_error **err)
+{
+    static const unsigned char hdr[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    unsigned char b[8];
+    size_t off = 0, n;
+    int ret = put(g, hdr, sizeof(hdr), err);
+
+    do {
+        n = t->len - off > STORED_MAX ? STORED_MAX : t->len - off;
+        b[0] = off + n == t->len ? 1 : 0;
+        b[1] = (unsigned char)(n & 0xff);
+        b[2] = (unsigned char)(n >> 8);
+        b[3] = (unsigned char)(~n & 0xff);
+        b[4] = (unsigned char)((~n >> 8) & 0xff);
+        if (ret == 0)
+            ret = put(g, b, 5, err);
+        if (ret == 0)
+            ret = put(g, t->buf + off, n, err);
+        off += n;
+    } while (ret == 0 && off < t->len);
+    le32(b, t->crc);
+    le32(b + 4, (uint32_t)t->len);
+    return ret == 0 ? put(g, b, 8, err) : ret;
+}
+
 /* Write out the stream's finished blocks from the head of its list, in order; with ALL, wait
  * for every submitted block. */
 static int
@@ -381,7 +391,7 @@ drain(csi_pgzip *g, bool all, cs_error **err)
         if (st == T_FAILED) {
             ret = csi_error_oom(err); /* libdeflate could not allocate a compressor */
         } else {
-            ret = put(g, t->out, t->out_len, err);
+            ret = t->stored ? emit_stored(g, t, err) : put(g, t->out, t->out_len, err);
             g->total += t->len;
         }
         task_release(t);

@@ -19,6 +19,8 @@
 
 /* blob uploads at once when --jobs does not say (docker push uses 5) */
 #define DEFAULT_PUSH_JOBS 5
+/* layers that can start uploading while the source is still being read */
+#define EARLY_MAX 1024
 
 typedef struct push {
     const cs_push_options *opts;
@@ -177,14 +179,22 @@ push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
 
 /* Uploaders share a queue; each has a registry client of its own (a connection and token
  * cache; the first one is the caller's, the others start from its scheme, so none probes
- * https again). The first failure stops the queue; the others finish their blob. */
+ * https again). The queue opens before the source is read: layers compressed during the
+ * export are queued as they land in the store (blob_ready), so they go up while the export
+ * goes on; after the load the rest is queued and the queue closed. The first failure stops
+ * the queue; the others finish their blob. */
 typedef struct uploads {
     push *p;
-    const cs_source_blob **blobs;
-    size_t n, next;
-    bool stop;
+    pthread_cond_t cv;        /* a blob was queued, or the queue closed or stopped */
+    const cs_source_blob **q; /* queued, in order (under p->mu) */
+    size_t n, cap, next;
+    cs_source_blob *own; /* copies of the blobs blob_ready queued */
+    size_t nown, capown;
+    bool open, stop;
     int ret;
     cs_error *err;
+    struct uploader *w;
+    size_t nw;
 } uploads;
 
 typedef struct uploader {
@@ -206,11 +216,13 @@ upload_worker(void *arg)
         int ret;
 
         pthread_mutex_lock(&u->p->mu);
+        while (!u->stop && u->next == u->n && u->open)
+            pthread_cond_wait(&u->cv, &u->p->mu);
         if (u->stop || u->next == u->n) {
             pthread_mutex_unlock(&u->p->mu);
             break;
         }
-        b = u->blobs[u->next++];
+        b = u->q[u->next++];
         pthread_mutex_unlock(&u->p->mu);
         ret = push_blob(u->p, w->reg, b, &e);
         if (ret < 0) {
@@ -221,6 +233,7 @@ upload_worker(void *arg)
                 e = NULL;
             }
             u->stop = true;
+            pthread_cond_broadcast(&u->cv);
             pthread_mutex_unlock(&u->p->mu);
             cs_error_free(e);
             break;
@@ -245,57 +258,156 @@ registry_like(cs_registry **out, const push *p, cs_error **err)
     return ret;
 }
 
+/* Start the uploaders on an empty, open queue. Without threads (jobs 1, or none could
+ * start) the queue is worked through by uploads_finish in the calling thread. */
 static int
-push_blobs(push *p, const cs_source_blob **blobs, size_t n, cs_error **err)
+uploads_start(uploads *u, push *p, cs_error **err)
 {
-    uploads u = {p, blobs, n, 0, false, 0, NULL};
-    uploader *w = NULL;
     size_t i, nw = p->opts->jobs > 0 ? (size_t)p->opts->jobs : DEFAULT_PUSH_JOBS;
     int ret = 0;
 
-    if (nw > n)
-        nw = n;
-    if (nw <= 1) {
-        for (i = 0; i < n && ret == 0; i++)
-            ret = push_blob(p, p->reg, blobs[i], err);
-        return ret;
-    }
-    w = calloc(nw, sizeof(*w));
-    if (w == NULL)
+    memset(u, 0, sizeof(*u));
+    u->p = p;
+    u->open = true;
+    pthread_cond_init(&u->cv, NULL);
+    /* slots for layers queued during the load; past them a layer waits for the end */
+    u->own = calloc(EARLY_MAX, sizeof(*u->own));
+    u->capown = u->own != NULL ? EARLY_MAX : 0;
+    if (nw <= 1)
+        return 0;
+    u->w = calloc(nw, sizeof(*u->w));
+    if (u->w == NULL)
         return csi_error_oom(err);
+    u->nw = nw;
     for (i = 0; i < nw && ret == 0; i++) {
-        w[i].u = &u;
-        if (i == 0)
-            w[i].reg = p->reg;
-        else
-            ret = registry_like(&w[i].reg, p, err);
-        if (ret == 0 && pthread_create(&w[i].thread, NULL, upload_worker, &w[i]) == 0)
-            w[i].started = true;
+        u->w[i].u = u;
+        /* the caller's client is busy with the source's questions meanwhile: a copy each */
+        ret = registry_like(&u->w[i].reg, p, err);
+        if (ret == 0 && pthread_create(&u->w[i].thread, NULL, upload_worker, &u->w[i]) == 0)
+            u->w[i].started = true;
     }
-    if (ret < 0) {
-        pthread_mutex_lock(&p->mu);
-        u.stop = true;
-        pthread_mutex_unlock(&p->mu);
-    }
-    for (i = 0; i < nw; i++) {
-        if (w[i].started)
-            pthread_join(w[i].thread, NULL);
-        if (i > 0)
-            cs_registry_free(w[i].reg);
-    }
-    free(w);
-    /* a thread that could not start leaves its share to the others; none at all: do it here */
-    if (ret == 0 && u.ret == 0 && u.next < n) {
-        for (i = u.next; i < n && ret == 0; i++)
-            ret = push_blob(p, p->reg, blobs[i], err);
-    }
-    if (ret == 0 && u.ret < 0) {
-        ret = u.ret;
-        *err = u.err;
-        u.err = NULL;
-    }
-    cs_error_free(u.err);
     return ret;
+}
+
+/* Queue B (kept by the caller until uploads_finish returns) unless a blob of that digest is
+ * queued already (under p->mu). */
+static int
+queue_locked(uploads *u, const cs_source_blob *b)
+{
+    size_t i;
+
+    for (i = 0; i < u->n; i++) {
+        if (strcmp(u->q[i]->digest, b->digest) == 0)
+            return 0;
+    }
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 64;
+        const cs_source_blob **q = realloc(u->q, cap * sizeof(*q));
+
+        if (q == NULL)
+            return CS_ENOMEM;
+        u->q = q;
+        u->cap = cap;
+    }
+    u->q[u->n++] = b;
+    pthread_cond_signal(&u->cv);
+    return 0;
+}
+
+/* cs_source_options.blob_ready: a layer made during the export, queued at once. A copy is
+ * kept (the source's own list comes only when the load ends); a failure to queue only means
+ * it goes up after the load instead. */
+static void
+blob_ready(void *payload, const char *digest, int64_t size, const char *path)
+{
+    uploads *u = payload;
+    cs_source_blob *b;
+
+    pthread_mutex_lock(&u->p->mu);
+    if (u->nown == u->capown) {
+        /* the queue points into OWN: never move it, allocate blocks of fixed slots instead */
+        pthread_mutex_unlock(&u->p->mu);
+        return;
+    }
+    b = &u->own[u->nown];
+    b->digest = strdup(digest);
+    b->path = strdup(path);
+    b->size = size;
+    if (b->digest != NULL && b->path != NULL && queue_locked(u, b) == 0) {
+        u->nown++;
+    } else {
+        free(b->digest);
+        free(b->path);
+        memset(b, 0, sizeof(*b));
+    }
+    pthread_mutex_unlock(&u->p->mu);
+}
+
+/* Queue BLOBS (N), close the queue, wait for the uploaders; the first failure. */
+static int
+uploads_finish(uploads *u, const cs_source_blob **blobs, size_t n, cs_error **err)
+{
+    push *p = u->p;
+    size_t i;
+    int ret = 0;
+
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < n && ret == 0; i++)
+        ret = queue_locked(u, blobs[i]) < 0 ? csi_error_oom(err) : 0;
+    if (ret < 0)
+        u->stop = true;
+    u->open = false;
+    pthread_cond_broadcast(&u->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < u->nw; i++) {
+        if (u->w[i].started)
+            pthread_join(u->w[i].thread, NULL);
+        u->w[i].started = false;
+    }
+    /* no thread ran (or some could not start and left a share): do it here */
+    if (ret == 0 && u->ret == 0) {
+        for (i = u->next; i < u->n && ret == 0; i++)
+            ret = push_blob(p, p->reg, u->q[i], err);
+        u->next = u->n;
+    }
+    if (ret == 0 && u->ret < 0) {
+        ret = u->ret;
+        if (err != NULL) {
+            *err = u->err;
+            u->err = NULL;
+        }
+    }
+    return ret;
+}
+
+/* Stop (if still running) and free. */
+static void
+uploads_free(uploads *u)
+{
+    size_t i;
+
+    if (u->p == NULL)
+        return;
+    pthread_mutex_lock(&u->p->mu);
+    u->stop = true;
+    u->open = false;
+    pthread_cond_broadcast(&u->cv);
+    pthread_mutex_unlock(&u->p->mu);
+    for (i = 0; i < u->nw; i++) {
+        if (u->w[i].started)
+            pthread_join(u->w[i].thread, NULL);
+        cs_registry_free(u->w[i].reg);
+    }
+    free(u->w);
+    for (i = 0; i < u->nown; i++) {
+        free(u->own[i].digest);
+        free(u->own[i].path);
+    }
+    free(u->own);
+    free(u->q);
+    cs_error_free(u->err);
+    pthread_cond_destroy(&u->cv);
+    memset(u, 0, sizeof(*u));
 }
 
 /* Does every tag already name exactly this manifest? A registry accepts a manifest only once
@@ -375,6 +487,7 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     cs_source_image *img = NULL;
     cs_source src = {0};
     const cs_source_blob **todo = NULL;
+    uploads up = {0};
     push p = {0};
     double t0 = now_s();
     size_t i, k, ntodo = 0;
@@ -416,8 +529,12 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     /* ask the registry first: a wrong password should not wait for an export */
     if (ret == 0)
         ret = cs_registry_ping(p.reg, err);
+    if (ret == 0)
+        ret = uploads_start(&up, &p, err);
     if (ret < 0)
         goto out;
+    so.blob_ready = blob_ready;
+    so.blob_ready_payload = &up;
     so.docker_host = opts->docker_host;
     so.compression = opts->compression;
     so.platform = opts->platform;
@@ -439,6 +556,15 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     event(&p, CS_PUSH_SOURCE, img->manifest_digest, 0, "%s: %zu layers, manifest %s", opts->source,
           img->nlayers, img->manifest_digest);
     if (already_pushed(&p, img)) {
+        cs_error *e = NULL;
+
+        /* layers queued during the load only asked HEAD (or mounted, uploaded what the
+         * registry lacked after all): let them end, then count as for any no-op */
+        if (uploads_finish(&up, NULL, 0, &e) < 0)
+            csi_log(CS_LOG_DEBUG, "early uploads: %s", e ? e->message : "failed");
+        cs_error_free(e);
+        p.res->blobs_total = p.res->blobs_present = 0;
+        p.res->bytes_total = 0;
         for (i = 0; i < img->nlayers; i++) {
             bool dup = false;
 
@@ -474,7 +600,7 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     }
     todo[ntodo++] = &img->config;
     qsort(todo, ntodo, sizeof(*todo), larger_first);
-    ret = push_blobs(&p, todo, ntodo, err);
+    ret = uploads_finish(&up, todo, ntodo, err);
     if (ret < 0)
         goto out;
     for (i = 0; i < p.res->ntags; i++) {
@@ -499,6 +625,7 @@ record:
     *out = p.res;
     p.res = NULL;
 out:
+    uploads_free(&up);
     free(todo);
     pthread_mutex_destroy(&p.mu);
     cs_push_result_free(p.res);

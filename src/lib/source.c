@@ -223,6 +223,18 @@ csi_source_layer_stored(cs_store *store, const csi_source_settings *st, const ch
     cs_error_free(merr);
 }
 
+void
+csi_source_blob_ready(cs_store *store, const csi_source_settings *st, const char *blob,
+                      int64_t size)
+{
+    char *path = NULL;
+
+    if (st->opts->blob_ready == NULL || cs_store_blob_path(&path, store, blob, NULL) < 0)
+        return;
+    st->opts->blob_ready(st->opts->blob_ready_payload, blob, size, path);
+    free(path);
+}
+
 /* The manifest push sends for a config and compressed layers in the store: Docker schema2 for
  * gzip (what `docker push` writes, so every registry and tool takes it), OCI for zstd (zstd
  * layers have a media type in the OCI spec only; Docker's is a containerd constant). */

@@ -60,6 +60,10 @@ bool csi_source_layer_known_in(char blob[CS_DIGEST_STRLEN], int64_t *size, cs_st
 void csi_source_layer_stored(cs_store *store, const csi_source_settings *st, const char *diff_id,
                              const char *blob, int64_t size, const char *how);
 
+/* Tell the caller (opts->blob_ready) that BLOB (SIZE bytes) made now is in STORE. */
+void csi_source_blob_ready(cs_store *store, const csi_source_settings *st, const char *blob,
+                           int64_t size);
+
 typedef struct csi_source_layer {
     char digest[CS_DIGEST_STRLEN];
     int64_t size;

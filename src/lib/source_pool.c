@@ -310,6 +310,7 @@ report(csi_source_pool *p)
                 csi_source_progress(p->st, j->what, done, j->size);
                 csi_source_layer_stored(p->store, p->st, j->diff_id, j->blob, j->blob_size,
                                         "compressed now");
+                csi_source_blob_ready(p->store, p->st, j->blob, j->blob_size);
                 j->collected = true;
             }
         }

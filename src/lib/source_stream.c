@@ -273,6 +273,7 @@ csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression
         r->how = CSI_HOW_COMPRESSED;
         csi_source_layer_stored(L->store, st, r->diff_id, r->blob, r->blob_size,
                                 "compressed as it streamed");
+        csi_source_blob_ready(L->store, st, r->blob, r->blob_size);
     } else if (sniffed == st->comp) {
         /* already what we push (the containerd store exports registry blobs as they are):
          * the same bytes, so the digest the registry may already hold */
@@ -285,6 +286,7 @@ csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression
         r->blob_size = (int64_t)r->size;
         r->how = CSI_HOW_AS_IS;
         csi_source_layer_stored(L->store, st, r->diff_id, r->blob, r->blob_size, "exported so");
+        csi_source_blob_ready(L->store, st, r->blob, r->blob_size);
     } else {
         /* the pool takes the file: compressed while the stream goes on */
         tmp = r->tmp;
