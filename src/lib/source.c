@@ -461,6 +461,19 @@ csi_source_tmp_dir(char **out, cs_store *store, cs_error **err)
     return ret;
 }
 
+void
+csi_source_sweep_tmp(cs_store *store)
+{
+    char *tmp = NULL;
+    struct stat st;
+
+    if (asprintf(&tmp, "%s/tmp", cs_store_dir(store)) < 0)
+        return;
+    if (stat(tmp, &st) == 0 && S_ISDIR(st.st_mode))
+        sweep_tmp(tmp);
+    free(tmp);
+}
+
 int
 csi_source_tmp_file(int *fd_out, char **path_out, const char *dir, const char *prefix,
                     cs_error **err)

@@ -306,6 +306,9 @@ csi_source_load_docker(cs_source_image **out, const cs_source *src, cs_store *st
         ret = cs_daemon_image_inspect(&di, d, src->name, err);
     if (ret < 0)
         goto out;
+    /* work files of a push killed after its blobs were all in the store: the fast path
+     * below makes none, and nothing else would remove them */
+    csi_source_sweep_tmp(store);
     /* before GET /version and /info, the daemon's slowest answers (Docker 20.10 runs runc
      * and docker-init for each, ~15 ms together): an unchanged re-push needs neither */
     ret = docker_fast_path(out, store, st, di, err);

@@ -78,6 +78,9 @@ int csi_source_make_image(cs_source_image **out, cs_store *store, const csi_sour
  * files it makes there (an flock held until it ends), and the work files of pushes whose
  * process is gone (killed, crashed) are removed. */
 int csi_source_tmp_dir(char **out, cs_store *store, cs_error **err);
+/* Only the second half of csi_source_tmp_dir: remove the work files of pushes whose process
+ * is gone, when <store>/tmp exists. */
+void csi_source_sweep_tmp(cs_store *store);
 /* A new empty file PREFIX-PID-XXXXXX in DIR; *PATH_OUT malloc'd. */
 int csi_source_tmp_file(int *fd_out, char **path_out, const char *dir, const char *prefix,
                         cs_error **err);

@@ -82,6 +82,20 @@ assert_exit 0 "push the same image again, -vv" -- env DOCKER_HOST="$a_DOCKER_HOS
 assert_eq "$(grep -cE 'debug: > [A-Z]+ http://localhost/' "$WORK/err")" 2 \
     "an unchanged re-push makes 2 daemon requests (ping, the image inspect)"
 
+# a push killed after all its blobs were stored leaves work files that only a later run can
+# remove; the re-push of that image takes the fast path (no export), which must sweep them too
+# (found by the ASan fault campaign: a kill -9 left tmp/entry-PID-*, store verify failed)
+mkdir -p "$CACHESYNC_STORE/tmp"
+dead=999999
+while kill -0 "$dead" 2>/dev/null; do dead=$((dead - 1)); done
+echo partial >"$CACHESYNC_STORE/tmp/entry-$dead-AbCdEf"
+: >"$CACHESYNC_STORE/tmp/.owner-$dead" # its owner lock, free: the process is gone
+assert_exit 0 "an unchanged re-push over a dead push's work file" -- env DOCKER_HOST="$a_DOCKER_HOST" \
+    "$cs" push --json docker:app:built "$REF"
+[[ ! -e $CACHESYNC_STORE/tmp/entry-$dead-AbCdEf ]] || fail "the dead push's work file is still in tmp/"
+pass "the fast path removed the dead push's work file"
+assert_exit 0 "store verify after it" -- "$cs" store verify
+
 # --- one step changed: only that layer, the config and the manifest go up -------------------
 echo 'v3' >"$ctx/src/main.rs"
 build_image a "$ctx" app:built
