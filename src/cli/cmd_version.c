@@ -6,6 +6,8 @@
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
+#include <libdeflate.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "cli_output.h"
@@ -180,16 +182,18 @@ cmd_version(int argc, char **argv)
     if (optind < argc)
         return cli_usage("version", "unexpected argument \"%s\"", argv[optind]);
     if (cli_g.json) {
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "version", PACKAGE_VERSION, "libcurl",
-                              cv->version, "openssl", OpenSSL_version(OPENSSL_VERSION), "jansson",
-                              JANSSON_VERSION, "zstd", ZSTD_versionString());
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "version", PACKAGE_VERSION,
+                              "libcurl", cv->version, "openssl", OpenSSL_version(OPENSSL_VERSION),
+                              "jansson", JANSSON_VERSION, "zstd", ZSTD_versionString(), "zlib",
+                              zlibVersion(), "libdeflate", LIBDEFLATE_VERSION_STRING);
 
         cli_print_json(o);
         json_decref(o);
         return CLI_EXIT_OK;
     }
     printf("cachesync %s\n", PACKAGE_VERSION);
-    printf("libcurl %s, %s, jansson %s, zstd %s\n", cv->version, OpenSSL_version(OPENSSL_VERSION),
-           JANSSON_VERSION, ZSTD_versionString());
+    printf("libcurl %s, %s, jansson %s, zstd %s, zlib %s, libdeflate %s\n", cv->version,
+           OpenSSL_version(OPENSSL_VERSION), JANSSON_VERSION, ZSTD_versionString(), zlibVersion(),
+           LIBDEFLATE_VERSION_STRING);
     return CLI_EXIT_OK;
 }

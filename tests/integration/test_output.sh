@@ -108,6 +108,8 @@ assert_eq "$(jq -r '.checks | length > 0' "$WORK/out")" true "doctor --json list
 
 assert_exit 0 "version --json" -- "$cs" version --json
 assert_eq "$(jq -r .version "$WORK/out")" "$("$cs" version | sed -n 's/^cachesync //p')" "version --json"
+assert_eq "$(jq -r .libdeflate "$WORK/out")" "$("$cs" version | sed -n 's/.*, libdeflate //p')" \
+    "version --json names the libdeflate that gzip uses, as the text does"
 assert_exit 0 "help --json" -- "$cs" help --json
 mapfile -t cmds < <(jq -r '.commands[].name' "$WORK/out")
 assert_eq "${#cmds[@]}" "$("$cs" help | sed -n '/^commands:/,/^$/p' | grep -c '^  [a-z]')" \
