@@ -28,6 +28,9 @@ struct entry {
     csi_archive_reader_fn reader; /* from this callback */
     void *reader_payload;
     uint64_t size;
+    csi_archive_size_fn size_fn; /* says SIZE when the stream reaches the entry */
+    char *name;                  /* for the header built then */
+    bool sized;
 };
 
 enum phase {
@@ -82,6 +85,7 @@ csi_archive_free(csi_archive *a)
         free(a->entries[i].header);
         free(a->entries[i].path);
         free(a->entries[i].data);
+        free(a->entries[i].name);
     }
     free(a->entries);
     free(a);
@@ -132,6 +136,9 @@ add_entry(csi_archive *a, const char *name, uint64_t size, unsigned mode, char t
     e->size = size;
     e->reader = NULL;
     e->reader_payload = NULL;
+    e->size_fn = NULL;
+    e->name = NULL;
+    e->sized = true;
     if (added != NULL)
         *added = e;
     path = NULL;
@@ -181,6 +188,53 @@ csi_archive_add_reader(csi_archive *a, const char *name, uint64_t size, csi_arch
         e->reader_payload = payload;
     }
     return ret;
+}
+
+int
+csi_archive_add_reader_late(csi_archive *a, const char *name, uint64_t estimate,
+                            csi_archive_size_fn size_fn, csi_archive_reader_fn fn, void *payload,
+                            cs_error **err)
+{
+    struct entry *e = NULL;
+    char *copy = strdup(name != NULL ? name : "");
+    int ret;
+
+    if (copy == NULL)
+        return csi_error_oom(err);
+    ret = add_entry(a, name, estimate, 0644, CSI_TAR_REG, NULL, NULL, &e, err);
+    if (ret < 0) {
+        free(copy);
+        return ret;
+    }
+    e->reader = fn;
+    e->reader_payload = payload;
+    e->size_fn = size_fn;
+    e->name = copy;
+    e->sized = false;
+    return 0;
+}
+
+/* The stream reached an entry whose size it did not know: ask, and build its header. */
+static int
+size_entry(struct entry *e, cs_error **err)
+{
+    cs_buf hdr = CS_BUF_INIT;
+    uint64_t size = 0;
+    int ret;
+
+    ret = e->size_fn(e->reader_payload, &size, err);
+    if (ret == 0)
+        ret = csi_tar_header(&hdr, e->name, size, 0644, 0, CSI_TAR_REG, err);
+    if (ret < 0) {
+        cs_buf_dispose(&hdr);
+        return ret;
+    }
+    free(e->header);
+    e->header_len = hdr.len;
+    e->header = cs_buf_detach(&hdr);
+    e->size = size;
+    e->sized = true;
+    return 0;
 }
 
 int
@@ -280,7 +334,7 @@ csi_archive_read(void *payload, char *buf, size_t len, cs_error **err)
 {
     static const char zeros[CSI_TAR_BLOCK];
     csi_archive *a = payload;
-    const struct entry *e;
+    struct entry *e;
     size_t done = 0, n;
     uint64_t left;
     long r;
@@ -298,6 +352,11 @@ csi_archive_read(void *payload, char *buf, size_t len, cs_error **err)
                 a->phase = P_END;
                 a->off = 0;
                 break;
+            }
+            if (!e->sized) {
+                ret = size_entry(e, err);
+                if (ret < 0)
+                    goto out;
             }
             left = e->header_len - a->off;
             n = left < len - done ? (size_t)left : len - done;

@@ -34,10 +34,19 @@ typedef long (*csi_archive_reader_fn)(void *payload, char *buf, size_t len, uint
 int csi_archive_add_reader(csi_archive *a, const char *name, uint64_t size,
                            csi_archive_reader_fn fn, void *payload, cs_error **err);
 
+/* The same, for content whose size is known only once the stream reaches the entry: then
+ * SIZE_FN(PAYLOAD, &size, err) says it (it may block; 0 or a negative CS_E* code), and the
+ * entry's header is built. ESTIMATE stands for the size in csi_archive_size until then. */
+typedef int (*csi_archive_size_fn)(void *payload, uint64_t *size, cs_error **err);
+int csi_archive_add_reader_late(csi_archive *a, const char *name, uint64_t estimate,
+                                csi_archive_size_fn size_fn, csi_archive_reader_fn fn,
+                                void *payload, cs_error **err);
+
 /* A directory entry (NAME gets a trailing '/' if it lacks one). */
 int csi_archive_add_dir(csi_archive *a, const char *name, cs_error **err);
 
-/* Total bytes of the stream: headers, contents, padding and the two end blocks. */
+/* Total bytes of the stream: headers, contents, padding and the two end blocks (with the
+ * estimates of entries not sized yet). */
 uint64_t csi_archive_size(const csi_archive *a);
 
 /* Up to LEN next bytes of the stream into BUF: the count, 0 at the end, or a negative

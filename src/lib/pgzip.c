@@ -8,6 +8,9 @@
  * with no preset dictionary: hence independent members rather than one deflate stream
  * (which zlib could chain with deflateSetDictionary, as pigz does, at zlib's speed).
  *
+ * Every member starts with the same 10 bytes, {1f 8b 08 00 00 00 00 00 00 03}: no flags, mtime 0,
+ * XFL 0, OS 3.
+ *
  * A block whose bytes look random is stored instead (RFC 1951 3.2.4: a header byte, LEN and
  * ~LEN, then at most 65535 bytes), as is one that libdeflate cannot shrink below 97%.
  *
@@ -175,6 +178,12 @@ compress_block(task *t, struct libdeflate_compressor **ld, int *ld_level)
         n = libdeflate_gzip_compress(*ld, t->buf, t->len, t->out, OUT_CAP);
     }
     if (n > 0 && n * 100 < t->len * 97 + 18 * 100) {
+        /* every member gets the stored members' header: XFL 0 and OS 3 (Unix) where libdeflate
+         * writes its level hint and OS 255, which Go's compress/gzip writes too; so a reader
+         * can tell a blob of ours from its first 10 bytes (pull_stream.c); neither byte
+         * changes what the member decompresses to (RFC 1952 2.3.1) */
+        t->out[8] = 0;
+        t->out[9] = 3;
         t->out_len = n;
         t->stored = false;
     } else {

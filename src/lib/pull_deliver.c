@@ -178,8 +178,9 @@ csi_pull_build_archive(csi_archive **out, csi_pull *p, size_t first, const char 
         if (i < first)
             continue;
         if (stream) {
-            ret = csi_archive_add_reader(a, names[i], (uint64_t)m->layers[i].size,
-                                         csi_pull_slot_read, &p->stream->slots[i], err);
+            ret = csi_archive_add_reader_late(a, names[i], (uint64_t)m->layers[i].size,
+                                              csi_pull_slot_size, csi_pull_slot_read_layer,
+                                              &p->stream->slots[i], err);
             continue;
         }
         if (transcode) {
@@ -225,6 +226,8 @@ counted_read(void *payload, char *buf, size_t len, cs_error **err)
 
     if (n > 0) {
         c->sent += (uint64_t)n;
+        /* a layer sent decompressed makes the total known only as the stream reaches it */
+        c->total = csi_archive_size(c->a);
         if (c->sent - c->reported >= (1u << 20) || c->sent == c->total) {
             c->reported = c->sent;
             csi_pull_event_bytes(c->p, CS_PULL_LOADING, NULL, c->sent, c->total);

@@ -29,6 +29,10 @@ typedef struct csi_pull_slot {
     int fd; /* the blob, or the partial file being written (which survives its rename) */
     uint64_t size, avail;
     bool read_any;
+    /* the layer goes to the daemon decompressed (a blob of ours: csi_pull_slot_size) */
+    bool raw;
+    uint64_t raw_size;
+    struct csi_pgunzip *unz; /* while it streams */
 } csi_pull_slot;
 
 typedef struct csi_pull csi_pull;
@@ -91,6 +95,12 @@ void csi_pull_slot_restarted(csi_pull_slot *s);
 void csi_pull_slot_finished(csi_pull_slot *s, bool ok);
 /* csi_archive_reader_fn of a slot: waits for the bytes; the last one once verified */
 long csi_pull_slot_read(void *payload, char *buf, size_t len, uint64_t off, cs_error **err);
+/* A slot as a csi_archive_add_reader_late entry: csi_pull_slot_size decides, when the stream
+ * reaches the layer, whether it goes as its blob or decompressed (see pull_stream.c), and
+ * csi_pull_slot_read_layer supplies the bytes either way. */
+int csi_pull_slot_size(void *payload, uint64_t *size, cs_error **err);
+long csi_pull_slot_read_layer(void *payload, char *buf, size_t len, uint64_t off, cs_error **err);
+void csi_pull_slot_dispose(csi_pull_slot *s);
 
 /* A docker-archive of the image for the daemon (pull_deliver.c); with STREAM, layers are read
  * through the stream's slots. */

@@ -10,7 +10,15 @@
  * layer. A failed or corrupt download makes the reader fail, which aborts the upload: the
  * daemon then sees a truncated body without manifest.json and loads nothing. A download that
  * has to restart a layer after some of it was sent fails the streamed load too; the caller
- * then loads from the store as before. */
+ * then loads from the store as before.
+ *
+ * A layer whose blob cachesync itself compressed (pgzip.c, which ends it with a footer giving
+ * the total size) goes to the daemon decompressed: `docker load` then skips its own gunzip
+ * (Go's compress/gzip, one core, after the whole body arrived; moby's DecompressStream takes
+ * plain tar as is), which measured 0.6-0.9 s of a 2.9-3.1 s load of a 70 MB layer
+ * (scripts/bench's rust-app), while our libdeflate decompression runs on another core as the
+ * body streams. A tar entry's size precedes its bytes, so such a layer is sent only once its
+ * blob is verified; any other blob streams on while it downloads, as before. */
 #include "config.h"
 
 #include <errno.h>
@@ -22,6 +30,8 @@
 #include "archive.h"
 #include "error_int.h"
 #include "log_int.h"
+#include "pgunzip.h"
+#include "pgzip.h"
 #include "pull_int.h"
 
 static bool
@@ -95,6 +105,140 @@ csi_pull_slot_read(void *payload, char *buf, size_t len, uint64_t off, cs_error 
     return (long)r;
 }
 
+/* How every member pgzip.c writes begins (deflate, no flags, mtime 0, XFL 0, OS 3). Go's
+ * compress/gzip, with which dockerd, containerd and BuildKit compress, writes OS 255: their
+ * layers stream on without waiting for a footer. (zlib's gzip writes this header too: such a
+ * blob waits for its end, then goes as it is.) */
+static const unsigned char pgzip_head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+
+static csi_pull_slot *
+resolve(csi_pull_slot *s)
+{
+    while (s->alias != NULL)
+        s = s->alias;
+    return s;
+}
+
+static bool
+read_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+    ssize_t r;
+
+    do {
+        r = pread(fd, buf, len, (off_t)off);
+    } while (r < 0 && errno == EINTR);
+    return r == (ssize_t)len;
+}
+
+int
+csi_pull_slot_size(void *payload, uint64_t *size, cs_error **err)
+{
+    csi_pull_slot *s = payload, *b;
+    csi_pull_stream *st = s->st;
+    unsigned char head[sizeof(pgzip_head)], tail[CSI_PGZIP_FOOTER];
+    bool head_checked = false;
+    uint64_t bsize, total = 0;
+    int fd;
+
+    s->raw = false;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        b = resolve(s);
+        if (b->state == CSI_SLOT_FAILED) {
+            pthread_mutex_unlock(&st->mu);
+            return csi_error_set(err, CS_EIO, "the layer's download restarted or failed");
+        }
+        if (b->state == CSI_SLOT_DONE)
+            break;
+        if (b->state == CSI_SLOT_WRITING && !head_checked && b->avail >= sizeof(head)) {
+            bool ours;
+
+            fd = b->fd;
+            pthread_mutex_unlock(&st->mu);
+            ours = read_exact(fd, head, sizeof(head), 0) &&
+                   memcmp(head, pgzip_head, sizeof(head)) == 0;
+            pthread_mutex_lock(&st->mu);
+            head_checked = true;
+            if (!ours) {
+                /* not ours: its bytes go on as they arrive */
+                *size = resolve(s)->size;
+                pthread_mutex_unlock(&st->mu);
+                return 0;
+            }
+            continue;
+        }
+        if (st->fetch_over) {
+            pthread_mutex_unlock(&st->mu);
+            return csi_error_set(err, CS_EIO, "the download stopped");
+        }
+        pthread_cond_wait(&st->cv, &st->mu);
+    }
+    fd = b->fd;
+    bsize = b->size;
+    pthread_mutex_unlock(&st->mu);
+    *size = bsize;
+    if (bsize > CSI_PGZIP_FOOTER && read_exact(fd, tail, sizeof(tail), bsize - sizeof(tail)) &&
+        csi_pgzip_total_size(&total, tail)) {
+        s->raw = true;
+        s->raw_size = total;
+        *size = total;
+        csi_log(CS_LOG_DEBUG, "layer %zu goes to the daemon decompressed (%llu bytes, blob %llu)",
+                st->slots != NULL ? (size_t)(s - st->slots) : 0, (unsigned long long)total,
+                (unsigned long long)bsize);
+    }
+    return 0;
+}
+
+long
+csi_pull_slot_read_layer(void *payload, char *buf, size_t len, uint64_t off, cs_error **err)
+{
+    csi_pull_slot *s = payload, *b;
+    uint64_t bsize;
+    long r;
+    int fd, ret;
+
+    if (!s->raw)
+        return csi_pull_slot_read(payload, buf, len, off, err);
+    if (s->unz != NULL && off != csi_pgunzip_pos(s->unz)) {
+        csi_pgunzip_free(s->unz);
+        s->unz = NULL;
+    }
+    if (s->unz == NULL) {
+        if (off != 0)
+            return csi_error_set(err, CS_EINVAL, "a decompressed layer read out of order");
+        pthread_mutex_lock(&s->st->mu);
+        b = resolve(s);
+        fd = b->fd;
+        bsize = b->size;
+        s->read_any = true;
+        pthread_mutex_unlock(&s->st->mu);
+        ret = csi_pgunzip_new(&s->unz, fd, bsize, s->raw_size, "a layer blob", err);
+        if (ret < 0)
+            return ret;
+    }
+    r = csi_pgunzip_read(s->unz, buf, len, err);
+    if (r == 0)
+        r = csi_error_set(err, CS_EIO, "a decompressed layer ended early");
+    if (r < 0 || off + (uint64_t)r == s->raw_size) {
+        /* done with it: its buffers go before the next layer's come */
+        csi_pgunzip_free(s->unz);
+        s->unz = NULL;
+    }
+    return r;
+}
+
+void
+csi_pull_slot_dispose(csi_pull_slot *s)
+{
+    if (s == NULL)
+        return;
+    csi_pgunzip_free(s->unz);
+    s->unz = NULL;
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
 static void *
 loader(void *arg)
 {
@@ -126,10 +270,8 @@ csi_pull_stream_free(csi_pull_stream *st)
 
     if (st == NULL)
         return;
-    for (i = 0; i < st->nslots; i++) {
-        if (st->slots[i].fd >= 0)
-            close(st->slots[i].fd);
-    }
+    for (i = 0; i < st->nslots; i++)
+        csi_pull_slot_dispose(&st->slots[i]);
     free(st->slots);
     cs_error_free(st->load_err);
     pthread_cond_destroy(&st->cv);

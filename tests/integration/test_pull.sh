@@ -42,7 +42,9 @@ pass "machine A built and pushed $REF ($nlayers layers)"
 
 # Machine B: cachesync pull.
 blob_gets() { grep -c "\"GET /v2/team/app/blobs/$1 " "$reg_DIR/log" || true; }
-assert_exit 0 "cachesync pull on machine B" -- env DOCKER_HOST="$b_DOCKER_HOST" "$cs" pull --json "$REF"
+assert_exit 0 "cachesync pull on machine B" -- env DOCKER_HOST="$b_DOCKER_HOST" "$cs" -vv pull --json "$REF"
+assert_eq "$(grep -c 'goes to the daemon decompressed' "$WORK/err")" 0 \
+    "layers docker push compressed stream to the daemon as they are"
 cp "$WORK/out" "$WORK/pull1.json"
 assert_eq "$(jq -r .ref "$WORK/pull1.json")" "$REF" "JSON names the ref"
 assert_eq "$(jq -r .layers.total "$WORK/pull1.json")" "$nlayers" "JSON counts the layers"

@@ -55,7 +55,14 @@ curl -sf "http://$R/v2/team/app/blobs/$cdigest" | grep -q '"moby.buildkit.cache.
 pass "the inline cache survives the push"
 
 # --- round trip: a fresh machine pulls it and builds with CACHED steps ---------------------
-assert_exit 0 "pull on B" -- env DOCKER_HOST="$b_DOCKER_HOST" CACHESYNC_STORE="$WORK/store-b" "$cs" pull "$REF"
+assert_exit 0 "pull on B" -- env DOCKER_HOST="$b_DOCKER_HOST" CACHESYNC_STORE="$WORK/store-b" "$cs" -vv pull "$REF"
+# B holds the base layer; the other 4 are blobs of ours (pgzip, with the total in a footer),
+# so they go to the daemon decompressed, which spares dockerd its own gunzip
+assert_eq "$(grep -c 'goes to the daemon decompressed' "$WORK/err")" 4 \
+    "the 4 layers B lacks are sent decompressed"
+assert_eq "$(docker_cli b run --rm --network=none "$REF" cat /app.bin)" v1 "the image loaded that way runs on B"
+assert_eq "$(docker_cli b image inspect -f '{{.RootFS.Layers}}' "$REF")" \
+    "$(docker_cli a image inspect -f '{{.RootFS.Layers}}' app:built)" "B's layers have A's diff_ids"
 echo 'v2' >"$ctx/src/main.rs"
 build_image b "$ctx" app:next --cache-from "$REF"
 assert_cached "$BUILD_LOG" 'COPY deps.txt /deps.txt' "round trip: COPY deps.txt CACHED on B"

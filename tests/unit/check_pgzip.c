@@ -2,17 +2,21 @@
  * one per block and a footer with the total, the same bytes whatever the thread count and
  * feed sizes, no larger than one zlib stream at the same level, stored blocks for random
  * data, several streams at once under the shared memory budget, and a failing sink with
- * blocks still in the pool. */
+ * blocks still in the pool. Then reading such blobs back with pgunzip.c: the same bytes
+ * whatever the read sizes, and corrupt, foreign or mislabelled blobs refused. */
 #include "config.h"
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
 #include <cachesync/buf.h>
 #include "cs_test.h"
 #include "error_int.h"
+#include "pgunzip.h"
 #include "pgzip.h"
 
 #define B CSI_PGZIP_BLOCK
@@ -76,6 +80,11 @@ assert_members_of(const unsigned char *z, size_t zlen, const unsigned char *in, 
     st.next_in = (unsigned char *)z;
     st.avail_in = (uInt)zlen;
     while (st.avail_in > 0) {
+        /* every data member starts with the same header (pull_stream.c tells ours by it) */
+        static const unsigned char head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+
+        if (st.avail_in > CSI_PGZIP_FOOTER)
+            ck_assert_int_eq(memcmp(st.next_in, head, sizeof(head)), 0);
         st.next_out = out + pos;
         st.avail_out = (uInt)(len + 1 - pos);
         zr = inflate(&st, Z_FINISH);
@@ -301,6 +310,134 @@ START_TEST(test_sink_fails_midway)
 }
 END_TEST
 
+/* Z (ZLEN bytes) in an unlinked temp file. */
+static int
+tmp_blob(const unsigned char *z, size_t zlen)
+{
+    char path[] = "/tmp/check_pgunzip-XXXXXX";
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    ck_assert_int_eq(write(fd, z, zlen), (ssize_t)zlen);
+    return fd;
+}
+
+/* Read the blob in FD back through pgunzip, READ bytes at a time; the code of the first
+ * failing read, or the count of bytes. */
+static long
+unzip_all(int fd, size_t zlen, uint64_t total, size_t read, unsigned char *out, size_t cap,
+          cs_error **err)
+{
+    csi_pgunzip *u = NULL;
+    size_t pos = 0;
+    long r;
+
+    ck_assert_cs_ok(csi_pgunzip_new(&u, fd, zlen, total, "test blob", err), err);
+    for (;;) {
+        char buf[1 << 16];
+        size_t want = read < sizeof(buf) ? read : sizeof(buf);
+
+        r = csi_pgunzip_read(u, buf, want, err);
+        if (r <= 0)
+            break;
+        ck_assert_uint_le(pos + (size_t)r, cap);
+        memcpy(out + pos, buf, (size_t)r);
+        pos += (size_t)r;
+        ck_assert_uint_eq(csi_pgunzip_pos(u), pos);
+    }
+    csi_pgunzip_free(u);
+    return r < 0 ? r : (long)pos;
+}
+
+START_TEST(test_unzip_round_trip)
+{
+    size_t len = sizes[_i], zlen;
+    unsigned char *in = mixed(len), *z, *out = malloc(len + 1);
+    static const size_t reads[] = {1, 4093, 1 << 16};
+    uint64_t total = 0;
+    cs_error *err = NULL;
+    size_t k;
+    int fd;
+
+    z = pgz(in, len, 5, 2, 65536, &zlen);
+    ck_assert(csi_pgzip_total_size(&total, z + zlen - CSI_PGZIP_FOOTER));
+    fd = tmp_blob(z, zlen);
+    for (k = 0; k < 3; k++) {
+        if (reads[k] == 1 && len > 3 * B)
+            continue; /* byte by byte only where it stays quick */
+        memset(out, 0xa5, len + 1);
+        ck_assert_int_eq(unzip_all(fd, zlen, total, reads[k], out, len + 1, &err), (long)len);
+        ck_assert_int_eq(memcmp(out, in, len), 0);
+    }
+    close(fd);
+    free(z);
+    free(out);
+    free(in);
+}
+END_TEST
+
+/* Each way a blob can lie: a flipped byte, a footer that claims one byte more or less, a
+ * member longer than a block (a gzip made elsewhere with our footer), a truncated file. */
+START_TEST(test_unzip_rejects)
+{
+    size_t len = 3 * B + 999, zlen, zl;
+    unsigned char *in = mixed(len), *z, *out = malloc(len + 2), *big;
+    uint64_t total = 0;
+    cs_error *err = NULL;
+    z_stream st;
+    int fd;
+
+    z = pgz(in, len, 5, 2, 65536, &zlen);
+    ck_assert(csi_pgzip_total_size(&total, z + zlen - CSI_PGZIP_FOOTER));
+    fd = tmp_blob(z, zlen);
+    ck_assert_int_eq(unzip_all(fd, zlen, total + 1, 65536, out, len + 2, &err), CS_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err->message, "its footer says"));
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_eq(unzip_all(fd, zlen, total - 1, 65536, out, len + 2, &err), CS_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err->message, "more than its footer"));
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_lt(unzip_all(fd, zlen - 100, total, 65536, out, len + 2, &err), 0);
+    cs_error_free(err);
+    err = NULL;
+    close(fd);
+
+    z[zlen / 2] ^= 0x40;
+    fd = tmp_blob(z, zlen);
+    ck_assert_int_eq(unzip_all(fd, zlen, total, 65536, out, len + 2, &err), CS_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err->message, "test blob"));
+    cs_error_free(err);
+    err = NULL;
+    close(fd);
+
+    /* one zlib member of the whole input, then the footer copied from the pgzip blob */
+    big = malloc(len + len / 8 + 1024 + CSI_PGZIP_FOOTER);
+    ck_assert_ptr_nonnull(big);
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(deflateInit2(&st, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    st.next_in = in;
+    st.avail_in = (uInt)len;
+    st.next_out = big;
+    st.avail_out = (uInt)(len + len / 8 + 1024);
+    ck_assert_int_eq(deflate(&st, Z_FINISH), Z_STREAM_END);
+    zl = (size_t)st.total_out;
+    deflateEnd(&st);
+    memcpy(big + zl, z + zlen - CSI_PGZIP_FOOTER, CSI_PGZIP_FOOTER);
+    zl += CSI_PGZIP_FOOTER;
+    fd = tmp_blob(big, zl);
+    ck_assert_int_eq(unzip_all(fd, zl, total, 65536, out, len + 2, &err), CS_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err->message, "oversized gzip member at byte 0"));
+    cs_error_free(err);
+    close(fd);
+    free(big);
+    free(z);
+    free(out);
+    free(in);
+}
+END_TEST
+
 static Suite *
 pgzip_suite(void)
 {
@@ -313,6 +450,8 @@ pgzip_suite(void)
     tcase_add_test(tc, test_ratio_and_stored);
     tcase_add_test(tc, test_streams_at_once);
     tcase_add_test(tc, test_sink_fails_midway);
+    tcase_add_loop_test(tc, test_unzip_round_trip, 0, (int)(sizeof(sizes) / sizeof(sizes[0])));
+    tcase_add_test(tc, test_unzip_rejects);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,8 @@
 /* The streamed load's layer readers (src/lib/pull_stream.c) behind an archive entry
  * (csi_archive_add_reader): bytes are handed over as the download writes them, the last one
- * only once the blob is verified, and a failed or restarted download fails the stream. */
+ * only once the blob is verified, and a failed or restarted download fails the stream; as a
+ * late-sized entry (csi_pull_slot_size), a blob of ours goes decompressed and any other as it
+ * downloads. */
 #include "config.h"
 
 #include <fcntl.h>
@@ -9,8 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cachesync/buf.h>
 #include "archive.h"
 #include "cs_test.h"
+#include "error_int.h"
+#include "pgzip.h"
 #include "pull_int.h"
 #include "tar.h"
 
@@ -21,12 +26,14 @@ static unsigned char data[LAYER];
 static csi_pull_stream st;
 static csi_pull_slot slot;
 static int wfd = -1;
+static bool late; /* the layer as a csi_archive_add_reader_late entry, as pull_deliver.c has it */
 
 static void
 setup(void)
 {
     size_t i;
 
+    late = false;
     for (i = 0; i < LAYER; i++)
         data[i] = (unsigned char)(i * 7 + i / 251);
     snprintf(path, sizeof(path), "/tmp/cs-pstream-XXXXXX");
@@ -47,8 +54,8 @@ static void
 teardown(void)
 {
     close(wfd);
-    close(slot.fd);
     unlink(path);
+    csi_pull_slot_dispose(&slot);
     pthread_cond_destroy(&st.cv);
     pthread_mutex_destroy(&st.mu);
 }
@@ -113,8 +120,13 @@ stream_all(cs_buf *out, cs_error **err)
 
     ck_assert_cs_ok(csi_archive_new(&a, err), err);
     ck_assert_cs_ok(csi_archive_add_mem(a, "config.json", "{}", 2, err), err);
-    ck_assert_cs_ok(csi_archive_add_reader(a, "layer.tar", LAYER, csi_pull_slot_read, &slot, err),
-                    err);
+    if (late)
+        ck_assert_cs_ok(csi_archive_add_reader_late(a, "layer.tar", slot.size, csi_pull_slot_size,
+                                                    csi_pull_slot_read_layer, &slot, err),
+                        err);
+    else
+        ck_assert_cs_ok(
+            csi_archive_add_reader(a, "layer.tar", LAYER, csi_pull_slot_read, &slot, err), err);
     ck_assert_cs_ok(csi_archive_add_mem(a, "manifest.json", "[]", 2, err), err);
     for (;;) {
         n = csi_archive_read(a, buf, sizeof(buf), err);
@@ -128,6 +140,7 @@ stream_all(cs_buf *out, cs_error **err)
 
 START_TEST(test_stream_follows_the_download)
 {
+    late = _i == 1;
     writer_args w = {0};
     cs_buf out = CS_BUF_INIT;
     cs_error *err = NULL;
@@ -200,6 +213,53 @@ START_TEST(test_fetch_over_unblocks_readers)
 }
 END_TEST
 
+static int
+sink_buf(void *payload, const char *d, size_t len, cs_error **err)
+{
+    return cs_buf_append(payload, d, len, err);
+}
+
+/* A blob pgzip.c made, verified: its entry is the decompressed layer, sized from the footer. */
+START_TEST(test_ours_goes_decompressed)
+{
+    cs_buf z = CS_BUF_INIT, out = CS_BUF_INIT;
+    csi_pgzip *g = NULL;
+    cs_error *err = NULL;
+    char size_field[13];
+    size_t off;
+
+    ck_assert_cs_ok(csi_pgzip_new(&g, 5, sink_buf, &z, &err), &err);
+    ck_assert_cs_ok(csi_pgzip_feed(g, data, LAYER, &err), &err);
+    ck_assert_cs_ok(csi_pgzip_finish(g, &err), &err);
+    csi_pgzip_free(g);
+    ck_assert_int_eq(write(wfd, z.ptr, z.len), (ssize_t)z.len);
+    slot.size = slot.avail = z.len;
+    slot.state = CSI_SLOT_DONE;
+    late = true;
+    ck_assert_cs_ok((int)stream_all(&out, &err), &err);
+    ck_assert(slot.raw);
+    ck_assert_uint_eq(slot.raw_size, LAYER);
+    off = 2 * CSI_TAR_BLOCK;
+    ck_assert_uint_ge(out.len, off + CSI_TAR_BLOCK + LAYER);
+    ck_assert_int_eq(memcmp(out.ptr + off, "layer.tar", 9), 0);
+    snprintf(size_field, sizeof(size_field), "%011o", LAYER);
+    ck_assert_int_eq(memcmp(out.ptr + off + 124, size_field, 11), 0);
+    ck_assert_int_eq(memcmp(out.ptr + off + CSI_TAR_BLOCK, data, LAYER), 0);
+    ck_assert_ptr_nonnull(memmem(out.ptr, out.len, "manifest.json", 13));
+
+    /* the same blob with one content byte flipped (its digest would still have been checked
+     * by the store; this is the blob lying about its content): the stream fails */
+    cs_buf_dispose(&out);
+    z.ptr[z.len / 2] ^= 0x10;
+    ck_assert_int_eq(pwrite(wfd, z.ptr, z.len, 0), (ssize_t)z.len);
+    ck_assert_int_eq(stream_all(&out, &err), CS_EPROTO);
+    ck_assert_ptr_null(memmem(out.ptr, out.len, "manifest.json", 13));
+    cs_error_free(err);
+    cs_buf_dispose(&out);
+    cs_buf_dispose(&z);
+}
+END_TEST
+
 static Suite *
 pull_stream_suite(void)
 {
@@ -208,7 +268,8 @@ pull_stream_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, test_stream_follows_the_download);
+    tcase_add_loop_test(tc, test_stream_follows_the_download, 0, 2);
+    tcase_add_test(tc, test_ours_goes_decompressed);
     tcase_add_test(tc, test_failed_download_fails_the_stream);
     tcase_add_test(tc, test_restart_after_bytes_went_out_fails);
     tcase_add_test(tc, test_fetch_over_unblocks_readers);
