@@ -70,8 +70,11 @@ const char *cs_store_writer_partial_path(const cs_store_writer *w);
 int cs_store_writer_write(cs_store_writer *w, const void *data, size_t len, cs_error **err);
 /** Throw away what was written and start at offset 0. */
 int cs_store_writer_restart(cs_store_writer *w, cs_error **err);
-/** Verify size and digest, then make the blob visible. On a mismatch the partial data is
- * removed and CS_EDIGEST returned. */
+/** Verify size and digest: on a mismatch the partial data is removed and CS_EDIGEST
+ * returned. No write may follow a successful verify but the commit. */
+int cs_store_writer_verify(cs_store_writer *w, cs_error **err);
+/** Verify (unless done), make the bytes durable (fsync), then make the blob visible. On a
+ * mismatch the partial data is removed and CS_EDIGEST returned. */
 int cs_store_writer_commit(cs_store_writer *w, cs_error **err);
 /** Release the writer; uncommitted data stays for a later resume. */
 void cs_store_writer_close(cs_store_writer *w);

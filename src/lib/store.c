@@ -39,8 +39,13 @@ struct cs_store_writer {
     char *partial;
     cs_hasher *hasher;
     bool present;
-    bool failed; /* a write failed: the partial may be short; do not commit */
+    bool failed;     /* a write failed: the partial may be short; do not commit */
+    bool verified;   /* size and digest checked: the bytes are final */
+    uint64_t synced; /* bytes handed to the disk's writeback so far */
 };
+
+/* Writeback is started every this many bytes of a blob (sync_file_range). */
+#define WRITEBACK_STEP (8u << 20)
 
 int
 cs_store_default_dir(char **out, cs_error **err)
@@ -538,7 +543,7 @@ cs_store_writer_write(cs_store_writer *w, const void *data, size_t len, cs_error
 {
     size_t done = 0;
 
-    if (w->present || w->fd < 0)
+    if (w->present || w->fd < 0 || w->verified)
         return csi_error_set(err, CS_EINVAL, "blob %s: writer is not open", w->digest);
     if (len > w->size - w->offset)
         return csi_error_set(err, CS_EDIGEST, "blob %s: more data than its %llu bytes", w->digest,
@@ -561,6 +566,15 @@ cs_store_writer_write(cs_store_writer *w, const void *data, size_t len, cs_error
     }
     cs_hasher_update(w->hasher, data, len);
     w->offset += len;
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* start the disk writing what has come so far (without waiting for it), so that the
+     * commit's fsync waits only for the last few MiB, not for the whole blob */
+    if (w->offset - w->synced >= WRITEBACK_STEP) {
+        (void)sync_file_range(w->fd, (off_t)w->synced, (off_t)(w->offset - w->synced),
+                              SYNC_FILE_RANGE_WRITE);
+        w->synced = w->offset;
+    }
+#endif
     return 0;
 }
 
@@ -575,17 +589,17 @@ cs_store_writer_restart(cs_store_writer *w, cs_error **err)
     w->hasher = NULL;
     w->offset = 0;
     w->failed = false;
+    w->verified = false;
+    w->synced = 0;
     return cs_hasher_new(&w->hasher, err);
 }
 
 int
-cs_store_writer_commit(cs_store_writer *w, cs_error **err)
+cs_store_writer_verify(cs_store_writer *w, cs_error **err)
 {
     char got[CS_DIGEST_STRLEN];
-    char *path = NULL, *dir = NULL;
-    int ret;
 
-    if (w->present)
+    if (w->present || w->verified)
         return 0;
     if (w->fd < 0 || w->failed)
         return csi_error_set(err, CS_EIO, "blob %s: incomplete write", w->digest);
@@ -602,6 +616,21 @@ cs_store_writer_commit(cs_store_writer *w, cs_error **err)
             w->failed = true;
         return r;
     }
+    w->verified = true;
+    return 0;
+}
+
+int
+cs_store_writer_commit(cs_store_writer *w, cs_error **err)
+{
+    char *path = NULL, *dir = NULL;
+    int ret;
+
+    if (w->present)
+        return 0;
+    ret = cs_store_writer_verify(w, err);
+    if (ret < 0)
+        return ret;
     if (fsync(w->fd) != 0)
         return csi_error_errno(err, errno, "fsync %s", w->partial);
     ret = cs_store_blob_path(&path, w->store, w->digest, err);

@@ -206,6 +206,33 @@ START_TEST(test_writer_mismatch_removes_partial)
 }
 END_TEST
 
+/* Verify apart from the commit (pull.c verifies on the transfer thread and commits on
+ * another): a verified writer takes no more bytes, is not yet visible, and commits without
+ * hashing again; a mismatch found by verify restarts the writer like a failed commit. */
+START_TEST(test_writer_verify_then_commit)
+{
+    cs_store_writer *w = NULL;
+    cs_error *err = NULL;
+
+    ck_assert_cs_ok(cs_store_writer_open(&w, store, HELLO_DIGEST, 10, &err), &err);
+    ck_assert_cs_ok(cs_store_writer_write(w, "helloWorld", 10, &err), &err);
+    ck_assert_int_eq(cs_store_writer_verify(w, &err), CS_EDIGEST);
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_uint_eq(cs_store_writer_offset(w), 0);
+    ck_assert_cs_ok(cs_store_writer_write(w, "helloworld", 10, &err), &err);
+    ck_assert_cs_ok(cs_store_writer_verify(w, &err), &err);
+    ck_assert_cs_ok(cs_store_writer_verify(w, &err), &err); /* twice is fine */
+    ck_assert(!cs_store_has_blob(store, HELLO_DIGEST, -1));
+    ck_assert_int_eq(cs_store_writer_write(w, "", 0, &err), CS_EINVAL);
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_cs_ok(cs_store_writer_commit(w, &err), &err);
+    cs_store_writer_close(w);
+    ck_assert(cs_store_has_blob(store, HELLO_DIGEST, 10));
+}
+END_TEST
+
 /* Two processes writing the same blob: the second waits, then finds it present. The child
  * is forked before the parent takes the lock (a forked child would inherit the lock). */
 START_TEST(test_writer_lock_between_processes)
@@ -905,6 +932,7 @@ store_suite(void)
     tcase_add_test(tc, test_bad_digest_names_no_file);
     tcase_add_test(tc, test_writer_resume);
     tcase_add_test(tc, test_writer_mismatch_removes_partial);
+    tcase_add_test(tc, test_writer_verify_then_commit);
     tcase_add_test(tc, test_writer_lock_between_processes);
     tcase_add_test(tc, test_set_ref_replaces);
     suite_add_tcase(s, tc);
