@@ -56,6 +56,12 @@ int csi_layermap_view_get(char digest_out[CS_DIGEST_STRLEN], int64_t *size_out,
 
 void csi_layermap_view_free(csi_layermap_view *v);
 
+/* From now until csi_layermap_flush(S), csi_layermap_put and csi_layermap_seen on S only queue
+ * their edits in memory (a push makes two per layer); the flush writes them all with one
+ * update and ends the deferral. Reads meanwhile see the file without them. */
+int csi_layermap_defer(cs_store *s, cs_error **err);
+int csi_layermap_flush(cs_store *s, cs_error **err);
+
 /* Record that DIFF_ID compressed with COMPRESSION is blob DIGEST of SIZE bytes (replacing an
  * earlier answer). */
 int csi_layermap_put(cs_store *s, const char *diff_id, const char *compression, const char *digest,

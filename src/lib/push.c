@@ -558,6 +558,9 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     ret = cs_source_parse(&src, opts->source, err);
     if (ret == 0)
         ret = cs_store_open(&p.store, opts->store_dir, err);
+    /* the layer map's two updates per layer wait in memory until the end (layermap.h) */
+    if (ret == 0)
+        ret = csi_layermap_defer(p.store, err);
     if (ret == 0)
         ret = cs_registry_new(&p.reg, p.ref->domain, &opts->registry, err);
     /* ask the registry first: a wrong password should not wait for an export */
@@ -660,6 +663,14 @@ record:
     p.res = NULL;
 out:
     uploads_free(&up);
+    if (p.store != NULL) {
+        cs_error *e = NULL;
+
+        /* what was stored and uploaded so far, a failed push's included */
+        if (csi_layermap_flush(p.store, &e) < 0)
+            csi_log(CS_LOG_WARN, "layer map: %s", e ? e->message : "update failed");
+        cs_error_free(e);
+    }
     free(todo);
     pthread_mutex_destroy(&p.mu);
     cs_push_result_free(p.res);

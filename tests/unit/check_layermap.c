@@ -123,6 +123,53 @@ START_TEST(test_put_get)
 }
 END_TEST
 
+/* Deferred: puts and seens wait in memory (the file does not change), in order; the flush
+ * writes them all at once and ends the deferral; a flush without a deferral does nothing. */
+START_TEST(test_defer_flush)
+{
+    char diff[CS_DIGEST_STRLEN], gz[CS_DIGEST_STRLEN], gz2[CS_DIGEST_STRLEN];
+    char got[CS_DIGEST_STRLEN], path[128];
+    cs_error *err = NULL;
+    char **repos = NULL;
+    int64_t size = -1;
+    size_t n = 0;
+    struct stat st;
+
+    fake_digest(diff, 'd');
+    fake_digest(gz, 'a');
+    fake_digest(gz2, 'c');
+    snprintf(path, sizeof(path), "%s/layers.json", tmpdir);
+    ck_assert_cs_ok(csi_layermap_flush(store, &err), &err);
+    ck_assert_cs_ok(csi_layermap_defer(store, &err), &err);
+    ck_assert_cs_ok(csi_layermap_defer(store, &err), &err); /* twice: still one deferral */
+    ck_assert_cs_ok(csi_layermap_put(store, diff, "gzip", gz, 10, &err), &err);
+    ck_assert_cs_ok(csi_layermap_seen(store, gz, "reg.example/a", &err), &err);
+    ck_assert_cs_ok(csi_layermap_put(store, diff, "gzip", gz2, 20, &err), &err);
+    ck_assert_cs_ok(csi_layermap_seen(store, gz, "reg.example/b", &err), &err);
+    /* bad arguments are still refused at once */
+    ck_assert_int_lt(csi_layermap_put(store, "sha256:x", "gzip", gz, 1, &err), 0);
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_int_ne(stat(path, &st), 0);
+    ck_assert_int_eq(csi_layermap_get(got, &size, store, diff, "gzip", &err), CS_ENOTFOUND);
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_cs_ok(csi_layermap_flush(store, &err), &err);
+    ck_assert_cs_ok(csi_layermap_get(got, &size, store, diff, "gzip", &err), &err);
+    ck_assert_str_eq(got, gz2); /* the later put wins, as written one by one */
+    ck_assert_int_eq(size, 20);
+    ck_assert_cs_ok(csi_layermap_where(&repos, &n, store, gz, &err), &err);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(repos[0], "reg.example/b");
+    ck_assert_str_eq(repos[1], "reg.example/a");
+    csi_layermap_repos_free(repos);
+    /* the deferral ended: the next put goes to the file */
+    ck_assert_cs_ok(csi_layermap_put(store, diff, "gzip", gz, 30, &err), &err);
+    ck_assert_cs_ok(csi_layermap_get(got, &size, store, diff, "gzip", &err), &err);
+    ck_assert_int_eq(size, 30);
+}
+END_TEST
+
 START_TEST(test_bad_arguments)
 {
     char d[CS_DIGEST_STRLEN], got[CS_DIGEST_STRLEN];
@@ -355,6 +402,7 @@ layermap_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_put_get);
     tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_defer_flush);
     tcase_add_test(tc, test_seen_where);
     tcase_add_test(tc, test_where_capped);
     tcase_add_test(tc, test_corrupt_file);

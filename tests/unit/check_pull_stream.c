@@ -253,7 +253,8 @@ START_TEST(test_ours_goes_decompressed)
     z.ptr[z.len / 2] ^= 0x10;
     ck_assert_int_eq(pwrite(wfd, z.ptr, z.len, 0), (ssize_t)z.len);
     ck_assert_int_eq(stream_all(&out, &err), CS_EPROTO);
-    ck_assert_ptr_null(memmem(out.ptr, out.len, "manifest.json", 13));
+    /* (the read that failed returned nothing of what it had produced) */
+    ck_assert(out.len == 0 || memmem(out.ptr, out.len, "manifest.json", 13) == NULL);
     cs_error_free(err);
     cs_buf_dispose(&out);
     cs_buf_dispose(&z);
