@@ -18,8 +18,8 @@ extern "C" {
 #endif
 
 typedef struct cs_registry_options {
-    const char *docker_config_dir; /* NULL: $DOCKER_CONFIG, else ~/.docker */
-    const char *ca_file;           /* extra CA bundle (--ca-cert), or NULL */
+    const char *docker_config_dir;          /* NULL: $DOCKER_CONFIG, else ~/.docker */
+    const char *ca_file;                    /* extra CA bundle (--ca-cert), or NULL */
     /* Docker's per-registry TLS directory (dockerd's certs.d rule): NULL means
      * $CACHESYNC_CERTS_D when set and non-empty (so tests never touch the machine's /etc),
      * else /etc/docker/certs.d. In CERTS_DIR/DOMAIN/ (DOMAIN as in the reference,
@@ -106,18 +106,6 @@ int cs_registry_blob_exists(bool *exists, cs_registry *r, const char *repo, cons
 int cs_registry_mount_blob(bool *mounted, cs_registry *r, const char *repo, const char *digest,
                            const char *from_repo, cs_error **err);
 
-/** One request for what HEAD + POST would tell: POST ?mount=DIGEST&from=REPO. *EXISTS when
- * REPO has the blob (201 with that digest); else *SESSION (free()) when the registry opened an
- * upload session for cs_registry_upload_blob_in (202). Neither, with 0 returned, for any
- * other answer or failure: then ask with cs_registry_blob_exists. */
-int cs_registry_blob_probe(bool *exists, char **session, cs_registry *r, const char *repo,
-                           const char *digest, cs_error **err);
-
-/** cs_registry_upload_blob, its first try in the open upload SESSION (NULL: a new one). */
-int cs_registry_upload_blob_in(cs_registry *r, const char *repo, const char *digest, int64_t size,
-                               const char *path, const char *session, uint64_t *sent_out,
-                               cs_error **err);
-
 /** Upload the blob in file PATH (SIZE bytes, DIGEST) to REPO: one PUT for small blobs,
  * PATCH chunks with Content-Range for large ones (a fresh token for each), then the closing
  * PUT ?digest=. On failure the upload session is cancelled. *SENT_OUT (may be NULL) gets
@@ -128,7 +116,8 @@ int cs_registry_upload_blob(cs_registry *r, const char *repo, const char *digest
 /** PUT a manifest under TARGET (a tag or its digest) with its exact bytes and MEDIA_TYPE as
  * Content-Type; the registry's answer digest must be the bytes' sha256. */
 int cs_registry_put_manifest(cs_registry *r, const char *repo, const char *target,
-                             const char *media_type, const char *data, size_t len, cs_error **err);
+                             const char *media_type, const char *data, size_t len,
+                             cs_error **err);
 
 #ifdef __cplusplus
 }

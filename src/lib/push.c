@@ -132,31 +132,10 @@ tally(push *p, size_t *counter, uint64_t *bytes, uint64_t n)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Does the store know another repository of this registry that holds the blob? */
-static bool
-mount_candidates(push *p, const cs_source_blob *b)
-{
-    char **repos = NULL;
-    size_t n = 0, i, dlen = strlen(p->ref->domain);
-    bool any = false;
-
-    pthread_mutex_lock(&p->mu);
-    if (csi_layermap_where(&repos, &n, p->store, b->digest, NULL) < 0)
-        n = 0;
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i < n && !any; i++) {
-        any = strncmp(repos[i], p->ref->domain, dlen) == 0 && repos[i][dlen] == '/' &&
-              strcmp(repos[i] + dlen + 1, p->ref->path) != 0;
-    }
-    csi_layermap_repos_free(repos);
-    return any;
-}
-
 static int
 push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
 {
-    bool exists = false, mounted = false, probed = false;
-    char *session = NULL;
+    bool exists = false, mounted = false;
     uint64_t sent = 0;
     int ret;
 
@@ -167,34 +146,21 @@ push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
         event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "not uploaded (foreign layer)");
         return 0;
     }
-    if (!mount_candidates(p, b)) {
-        /* one request instead of HEAD + POST (a round trip less per blob) */
-        ret = cs_registry_blob_probe(&exists, &session, reg, p->ref->path, b->digest, err);
-        if (ret < 0)
-            return ret;
-        probed = exists || session != NULL;
-    }
-    if (!probed) {
-        ret = cs_registry_blob_exists(&exists, reg, p->ref->path, b->digest, b->size, err);
-        if (ret < 0)
-            return ret;
-    }
+    ret = cs_registry_blob_exists(&exists, reg, p->ref->path, b->digest, b->size, err);
+    if (ret < 0)
+        return ret;
     if (exists) {
         tally(p, &p->res->blobs_present, NULL, 0);
         event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "exists");
     } else {
-        if (session == NULL) {
-            ret = try_mount(&mounted, p, reg, b, err);
-            if (ret < 0)
-                return ret;
-        }
+        ret = try_mount(&mounted, p, reg, b, err);
+        if (ret < 0)
+            return ret;
         if (mounted) {
             tally(p, &p->res->blobs_mounted, NULL, 0);
         } else {
-            ret = cs_registry_upload_blob_in(reg, p->ref->path, b->digest, b->size, b->path,
-                                             session, &sent, err);
-            free(session);
-            session = NULL;
+            ret =
+                cs_registry_upload_blob(reg, p->ref->path, b->digest, b->size, b->path, &sent, err);
             tally(p, NULL, &p->res->bytes_uploaded, sent);
             if (ret < 0)
                 return ret;

@@ -1,6 +1,5 @@
-/* Pushing to a registry (distribution-spec spec.md "Push"): a probe (a mount from the target
- * itself) or HEAD before anything, cross-repository mounts, monolithic and chunked uploads,
- * manifests last with their exact bytes. */
+/* Pushing to a registry (distribution-spec spec.md "Push"): HEAD before anything, cross-
+ * repository mounts, monolithic and chunked uploads, manifests last with their exact bytes. */
 #include "config.h"
 
 #include <errno.h>
@@ -94,7 +93,8 @@ location(char **out, const csi_http_resp *resp, cs_registry *r, cs_error **err)
     else if (loc[0] == '/')
         *out = strdup(loc); /* relative to the registry: request() prefixes the base */
     else
-        return csi_error_set(err, CS_EPROTO, "%s: unusable upload Location %.100s", r->domain, loc);
+        return csi_error_set(err, CS_EPROTO, "%s: unusable upload Location %.100s", r->domain,
+                             loc);
     return *out == NULL ? csi_error_oom(err) : 0;
 }
 
@@ -156,52 +156,6 @@ cs_registry_mount_blob(bool *mounted, cs_registry *r, const char *repo, const ch
     }
 out:
     free(loc);
-    free(scope);
-    free(path);
-    csi_http_resp_dispose(&resp);
-    return ret;
-}
-
-int
-cs_registry_blob_probe(bool *exists, char **session, cs_registry *r, const char *repo,
-                       const char *digest, cs_error **err)
-{
-    csi_http_resp resp = {0};
-    csi_http_req req = {0};
-    char *path = NULL, *scope = NULL;
-    const char *dcd;
-    int ret;
-
-    *exists = false;
-    *session = NULL;
-    ret = cs_digest_validate(digest, err);
-    if (ret < 0)
-        return ret;
-    /* distribution-spec "Mounting a blob from another repository": a registry that cannot
-     * mount "SHOULD return a 202" and an upload session; docker-registry (distribution
-     * registry/storage/linkedblobstore.go Create) mounts when the source repository, here the
-     * target itself, has the blob (201), else opens the session. So one request answers
-     * what HEAD + POST did: present, or here is where to upload. */
-    if (asprintf(&path, "/v2/%s/blobs/uploads/?mount=%s&from=%s", repo, digest, repo) < 0) {
-        path = NULL;
-        ret = csi_error_oom(err);
-        goto out;
-    }
-    ret = push_scope(&scope, repo, NULL, err);
-    if (ret < 0)
-        goto out;
-    req.method = "POST";
-    req.url = path;
-    req.body = "";
-    /* any failure or other answer: the caller asks with HEAD and POST instead */
-    if (csi_registry_request(&resp, r, &req, scope, NULL) < 0)
-        goto out;
-    dcd = csi_http_header_get(&resp, "docker-content-digest");
-    if (resp.status == 201 && dcd != NULL && strcmp(dcd, digest) == 0)
-        *exists = true;
-    else if (resp.status == 202)
-        (void)location(session, &resp, r, NULL);
-out:
     free(scope);
     free(path);
     csi_http_resp_dispose(&resp);
@@ -271,12 +225,10 @@ with_digest(char **out, const char *url, const char *digest, cs_error **err)
     return 0;
 }
 
-/* One upload attempt: POST (unless SESSION is one already open), then PUT (small) or
- * PATCH... + PUT (large). */
+/* One upload attempt: POST, then PUT (small) or PATCH... + PUT (large). */
 static int
 upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, int fd,
-            const char *path, const char *scope, const char *session, uint64_t *sent,
-            cs_error **err)
+            const char *path, const char *scope, uint64_t *sent, cs_error **err)
 {
     static const char *const octet[] = {"Content-Type: application/octet-stream", NULL};
     csi_http_resp resp = {0};
@@ -293,27 +245,19 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
         ret = csi_error_oom(err);
         goto out;
     }
-    if (session != NULL) {
-        loc = strdup(session);
-        if (loc == NULL) {
-            ret = csi_error_oom(err);
-            goto out;
-        }
-    } else {
-        req.method = "POST";
-        req.url = start;
-        req.body = "";
-        ret = csi_registry_request(&resp, r, &req, scope, err);
-        if (ret < 0)
-            goto out;
-        if (resp.status != 202) {
-            ret = csi_registry_status_error(r, &resp, what, err);
-            goto out;
-        }
-        ret = location(&loc, &resp, r, err);
-        if (ret < 0)
-            goto out;
+    req.method = "POST";
+    req.url = start;
+    req.body = "";
+    ret = csi_registry_request(&resp, r, &req, scope, err);
+    if (ret < 0)
+        goto out;
+    if (resp.status != 202) {
+        ret = csi_registry_status_error(r, &resp, what, err);
+        goto out;
     }
+    ret = location(&loc, &resp, r, err);
+    if (ret < 0)
+        goto out;
     /* large blobs: PATCH chunks, each with its Content-Range (inclusive, no "bytes "
      * prefix, spec.md "Pushing a blob in chunks"), following each new Location */
     while ((uint64_t)size > CHUNK && off < (uint64_t)size) {
@@ -395,14 +339,6 @@ int
 cs_registry_upload_blob(cs_registry *r, const char *repo, const char *digest, int64_t size,
                         const char *path, uint64_t *sent_out, cs_error **err)
 {
-    return cs_registry_upload_blob_in(r, repo, digest, size, path, NULL, sent_out, err);
-}
-
-int
-cs_registry_upload_blob_in(cs_registry *r, const char *repo, const char *digest, int64_t size,
-                           const char *path, const char *session, uint64_t *sent_out,
-                           cs_error **err)
-{
     char *scope = NULL;
     uint64_t sent = 0;
     int fd, tries, ret;
@@ -419,9 +355,7 @@ cs_registry_upload_blob_in(cs_registry *r, const char *repo, const char *digest,
     for (tries = 0; ret == 0 && tries < 3; tries++) {
         cs_error *e = NULL;
 
-        /* the session given serves the first try only: a retry opens its own */
-        ret = upload_once(r, repo, digest, size, fd, path, scope, tries == 0 ? session : NULL,
-                          &sent, &e);
+        ret = upload_once(r, repo, digest, size, fd, path, scope, &sent, &e);
         if (ret == 0 || ret != CS_ENET || tries == 2) {
             if (ret < 0 && err != NULL) {
                 *err = e;
