@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <cachesync/push.h>
@@ -480,6 +481,43 @@ add_tag(push *p, const char *tag, cs_error **err)
     return 0;
 }
 
+/* PUT the manifest under TAG. docker-registry verifies a manifest's blobs by reading their
+ * link files, which it rewrites in place (filesystem driver Writer: truncate, then write)
+ * whenever a blob is uploaded or mounted again: a concurrent push of the same image can make
+ * it read an empty link and answer 400 DIGEST_INVALID (or BLOB_UNKNOWN) for blobs that are
+ * there (seen in the fault campaign's "same push twice at once"). Such an answer is asked
+ * again, twice, after a short wait; the second answer stands. */
+static int
+put_manifest(push *p, const cs_source_image *img, const char *tag, cs_error **err)
+{
+    int tries, ret = 0;
+
+    for (tries = 0; tries < 3; tries++) {
+        cs_error *e = NULL;
+
+        ret = cs_registry_put_manifest(p->reg, p->ref->path, tag, img->manifest_media_type,
+                                       img->manifest, img->manifest_len, &e);
+        if (ret == 0)
+            return 0;
+        if (tries == 2 || e == NULL || e->http_status != 400 ||
+            (strstr(e->message, "DIGEST_INVALID") == NULL &&
+             strstr(e->message, "BLOB_UNKNOWN") == NULL)) {
+            if (err != NULL)
+                *err = e;
+            else
+                cs_error_free(e);
+            return ret;
+        }
+        csi_log(CS_LOG_INFO,
+                "%s; the registry may be relinking those blobs for a concurrent "
+                "push: trying again",
+                e->message);
+        cs_error_free(e);
+        usleep(200000u << tries);
+    }
+    return ret;
+}
+
 int
 cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
 {
@@ -609,8 +647,7 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
     for (i = 0; i < p.res->ntags; i++) {
         const char *tag = strrchr(p.res->tags[i], ':') + 1;
 
-        ret = cs_registry_put_manifest(p.reg, p.ref->path, tag, img->manifest_media_type,
-                                       img->manifest, img->manifest_len, err);
+        ret = put_manifest(&p, img, tag, err);
         if (ret < 0)
             goto out;
         event(&p, CS_PUSH_MANIFEST, img->manifest_digest, img->manifest_len, "%s", p.res->tags[i]);
