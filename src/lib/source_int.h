@@ -95,6 +95,8 @@ int csi_source_commit_blob(cs_store *store, const char *tmp, const char *digest,
  * in the calling thread, from csi_source_pool_submit, _poll and _wait: the workers only read
  * their layer file and write their blob, with a fixed buffer each. */
 typedef struct csi_source_pool csi_source_pool;
+/* A layer compressed as it streams, into a temp blob file in the store's tmp/ (source_spec.c). */
+typedef struct csi_source_spec csi_source_spec;
 
 int csi_source_pool_new(csi_source_pool **out, cs_store *store, const csi_source_settings *st,
                         const char *tmpdir, cs_error **err);
@@ -106,6 +108,12 @@ int csi_source_pool_new(csi_source_pool **out, cs_store *store, const csi_source
  * Fails with the first error of any job (then nothing more runs). */
 int csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t size,
                            const char *diff_id, cs_error **err);
+
+/* Queue finishing SPEC, a layer's compression as it streamed with every byte fed (taken: freed
+ * by the pool, also on failure), and committing its blob; as csi_source_pool_submit
+ * otherwise. The export's next entry is read meanwhile. */
+int csi_source_pool_submit_spec(size_t *id_out, csi_source_pool *p, csi_source_spec *spec,
+                                const char *diff_id, cs_error **err);
 
 /* The job compressing DIFF_ID, if one was submitted. */
 bool csi_source_pool_find(size_t *id_out, const csi_source_pool *p, const char *diff_id);
@@ -127,8 +135,7 @@ void csi_source_pool_free(csi_source_pool *p);
 
 /* ---- source_spec.c ---------------------------------------------------------------------- */
 
-/* A layer compressed as it streams, into a temp blob file in the store's tmp/. */
-typedef struct csi_source_spec csi_source_spec;
+/* (csi_source_spec: above, with the pool that finishes it) */
 
 /* ---- source_stream.c -------------------------------------------------------------------- */
 
@@ -231,11 +238,11 @@ int csi_source_loader_end(csi_source_loader *L, int transfer_ret, cs_error *terr
 /* The file NAME (a path from manifest.json) stands for, links followed; NULL when none. */
 csi_source_rec *csi_source_loader_resolve(csi_source_loader *L, const char *name);
 
-/* A layer file is complete (R's tmp, digest and diff_id set; SNIFFED its compression; or SPEC,
- * when not NULL, holds its blob compressed as it streamed and R has no tmp): find its blob, or
- * queue making it. */
+/* A layer file is complete (R's tmp, digest and diff_id set; SNIFFED its compression; or *SPEC,
+ * when SPEC is not NULL, holds its compression as it streamed, every byte fed, and R has no
+ * tmp): find its blob, or queue making it (then *SPEC may be taken and set to NULL). */
 int csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression sniffed,
-                            csi_source_spec *spec, cs_error **err);
+                            csi_source_spec **spec, cs_error **err);
 
 /* Should the uncompressed layer of SIZE bytes that starts streaming be compressed as it
  * streams? Yes unless the loader names no layers up front or SIZE is what one of the image's

@@ -30,6 +30,10 @@ enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED };
 typedef struct job {
     /* set before the job is queued, then read-only */
     char *tmp; /* the layer file: the worker removes it, or csi_source_pool_free when queued */
+    /* or, for a layer compressed as it streamed, its compression, all fed: the job finishes it
+     * and commits its blob (the worker frees it, or csi_source_pool_free when queued) */
+    csi_source_spec *spec;
+    bool streamed; /* a spec job's: its layer was compressed as it streamed */
     uint64_t size;
     char diff_id[CS_DIGEST_STRLEN];
     char what[40]; /* "compress sha256:<12 hex>" */
@@ -55,10 +59,11 @@ struct csi_source_pool {
     /* under the lock */
     job **jobs; /* in submission order; only the loading thread adds */
     size_t njobs, capjobs;
-    size_t next;  /* the first queued job */
-    size_t nover; /* jobs done or failed */
-    bool closing; /* no more jobs: threads exit once the queue is empty */
-    bool failed;  /* a job failed: FAIL_CODE, FAIL_ERR say how (the first failure) */
+    size_t next;   /* the first queued job */
+    size_t nover;  /* jobs done or failed */
+    size_t nspecs; /* spec jobs not over yet */
+    bool closing;  /* no more jobs: threads exit once the queue is empty */
+    bool failed;   /* a job failed: FAIL_CODE, FAIL_ERR say how (the first failure) */
     int fail_code;
     cs_error *fail_err; /* NULL once handed to the caller */
     uint64_t events;    /* bumped whenever a job starts, progresses or ends */
@@ -196,6 +201,22 @@ out:
     return ret;
 }
 
+/* Finish J's early compression (every byte fed) and make its blob a store blob: the compressor's
+ * last blocks, the blob's fsync and rename, off the thread that reads the export. */
+static int
+finish_spec_job(csi_source_pool *p, job *j, uint64_t *done_out, cs_error **err)
+{
+    int ret = csi_source_spec_finish(j->spec, j->blob, &j->blob_size, err);
+
+    if (ret == 0)
+        ret = csi_source_spec_commit(j->spec, p->store, j->blob, err);
+    if (ret == 0)
+        *done_out = j->size;
+    csi_source_spec_free(j->spec); /* removes the temp blob unless committed */
+    j->spec = NULL;
+    return ret;
+}
+
 static void *
 worker(void *arg)
 {
@@ -220,7 +241,9 @@ worker(void *arg)
 
         e = NULL;
         done = 0;
-        if (buf != NULL) {
+        if (j->spec != NULL) {
+            ret = finish_spec_job(p, j, &done, &e);
+        } else if (buf != NULL) {
             ret = compress_job(p, j, buf, &done, &e);
         } else {
             ret = csi_error_oom(&e);
@@ -231,6 +254,8 @@ worker(void *arg)
         j->state = ret == 0 ? JOB_DONE : JOB_FAILED;
         j->done = done;
         p->nover++;
+        if (j->streamed)
+            p->nspecs--;
         if (ret < 0 && !p->failed) {
             /* the first failure wins; the other jobs stop */
             p->failed = true;
@@ -309,7 +334,8 @@ report(csi_source_pool *p)
             } else if (state == JOB_DONE) {
                 csi_source_progress(p->st, j->what, done, j->size);
                 csi_source_layer_stored(p->store, p->st, j->diff_id, j->blob, j->blob_size,
-                                        "compressed now");
+                                        j->streamed ? "compressed as it streamed"
+                                                    : "compressed now");
                 csi_source_blob_ready(p->store, p->st, j->blob, j->blob_size);
                 j->collected = true;
             }
@@ -365,6 +391,15 @@ has_room(const csi_source_pool *p)
     return p->njobs - p->next < (size_t)p->st->jobs;
 }
 
+/* Room for a spec job: none other still open. Each holds a compression stream and its last
+ * blocks (pgzip.c: a stream may always take one block buffer beyond the shared budget), so one
+ * finishing while the next layer streams keeps the overlap and the memory of two. */
+static bool
+has_spec_room(const csi_source_pool *p)
+{
+    return has_room(p) && p->nspecs == 0;
+}
+
 static bool
 all_over(const csi_source_pool *p)
 {
@@ -396,14 +431,14 @@ add_thread(csi_source_pool *p, cs_error **err)
     return csi_error_errno(err, e, "start a compression thread");
 }
 
-int
-csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t size,
-                       const char *diff_id, cs_error **err)
+static int
+submit(size_t *id_out, csi_source_pool *p, char *tmp, csi_source_spec *spec, uint64_t size,
+       const char *diff_id, cs_error **err)
 {
     job *j = NULL, **nj;
     int ret;
 
-    ret = wait_for(p, has_room, err);
+    ret = wait_for(p, spec != NULL ? has_spec_room : has_room, err);
     if (ret < 0)
         goto fail;
     j = calloc(1, sizeof(*j));
@@ -412,6 +447,8 @@ csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t s
         goto fail;
     }
     j->tmp = tmp;
+    j->spec = spec;
+    j->streamed = spec != NULL;
     j->size = size;
     snprintf(j->diff_id, sizeof(j->diff_id), "%s", diff_id);
     snprintf(j->what, sizeof(j->what), "compress %.19s", diff_id);
@@ -431,19 +468,37 @@ csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t s
     p->jobs[p->njobs++] = j;
     *id_out = p->njobs - 1;
     ret = add_thread(p, err);
-    if (ret < 0)
+    if (ret < 0) {
         p->njobs--; /* no thread will ever take it */
-    else
+    } else {
+        p->nspecs += j->streamed;
         pthread_cond_signal(&p->work);
+    }
     pthread_mutex_unlock(&p->lock);
     if (ret < 0)
         goto fail;
     return 0;
 fail:
-    unlink(tmp);
+    if (tmp != NULL)
+        unlink(tmp);
     free(tmp);
+    csi_source_spec_free(spec);
     free(j);
     return ret;
+}
+
+int
+csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t size,
+                       const char *diff_id, cs_error **err)
+{
+    return submit(id_out, p, tmp, NULL, size, diff_id, err);
+}
+
+int
+csi_source_pool_submit_spec(size_t *id_out, csi_source_pool *p, csi_source_spec *spec,
+                            const char *diff_id, cs_error **err)
+{
+    return submit(id_out, p, NULL, spec, csi_source_spec_in(spec), diff_id, err);
 }
 
 bool
@@ -514,10 +569,11 @@ csi_source_pool_free(csi_source_pool *p)
         /* a blob made before a failure elsewhere is as good as any: remember it */
         if (j->state == JOB_DONE && !j->collected)
             csi_source_layer_stored(p->store, p->st, j->diff_id, j->blob, j->blob_size,
-                                    "compressed now");
-        if (j->state == JOB_QUEUED)
+                                    j->streamed ? "compressed as it streamed" : "compressed now");
+        if (j->state == JOB_QUEUED && j->tmp != NULL)
             unlink(j->tmp);
         free(j->tmp);
+        csi_source_spec_free(j->spec);
         free(j);
     }
     free(p->jobs);

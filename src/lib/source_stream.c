@@ -233,9 +233,10 @@ diff_sink(void *payload, const char *data, size_t len, cs_error **err)
 
 int
 csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression sniffed,
-                        csi_source_spec *spec, cs_error **err)
+                        csi_source_spec **specp, cs_error **err)
 {
     const csi_source_settings *st = L->st;
+    csi_source_spec *spec = specp != NULL ? *specp : NULL;
     char *tmp;
     size_t id;
     int ret = 0;
@@ -261,19 +262,15 @@ csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression
         r->job = id + 1;
         r->how = CSI_HOW_REUSED;
     } else if (spec != NULL) {
-        /* compressed as it streamed: the blob is ready */
-        char what[40];
-
-        ret = csi_source_spec_commit(spec, L->store, r->blob, err);
+        /* compressed as it streamed: the compressor's last blocks, the blob's fsync and rename
+         * are the pool's, while the next entry streams (for an image of many small layers,
+         * they held up the export's reading at every layer) */
+        *specp = NULL;
+        ret = csi_source_pool_submit_spec(&id, L->pool, spec, r->diff_id, err);
         if (ret < 0)
             goto out;
-        snprintf(what, sizeof(what), "compress %.19s", r->diff_id);
-        csi_source_progress(st, what, 0, csi_source_spec_in(spec));
-        csi_source_progress(st, what, csi_source_spec_in(spec), csi_source_spec_in(spec));
+        r->job = id + 1;
         r->how = CSI_HOW_COMPRESSED;
-        csi_source_layer_stored(L->store, st, r->diff_id, r->blob, r->blob_size,
-                                "compressed as it streamed");
-        csi_source_blob_ready(L->store, st, r->blob, r->blob_size);
     } else if (sniffed == st->comp) {
         /* already what we push (the containerd store exports registry blobs as they are):
          * the same bytes, so the digest the registry may already hold */
@@ -408,13 +405,8 @@ file_end(csi_source_loader *L, cs_error **err)
     }
     r->tmp = c->tmp; /* the record owns it now */
     c->tmp = NULL;
-    if (c->spec != NULL) {
-        ret = csi_source_spec_finish(c->spec, r->blob, &r->blob_size, err);
-        if (ret < 0)
-            goto out;
-    }
     if (c->layer)
-        ret = csi_source_loader_layer(L, r, c->sniffed, c->spec, err);
+        ret = csi_source_loader_layer(L, r, c->sniffed, &c->spec, err);
     else
         r->kind = r->tmp != NULL ? CSI_REC_DOC : CSI_REC_BIG;
 out:
