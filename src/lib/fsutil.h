@@ -33,6 +33,9 @@ int csi_fs_tmp_commit(csi_fs_tmp *t, cs_error **err);
 void csi_fs_tmp_abort(csi_fs_tmp *t);
 /* How to call it in messages: the temp file's name, or PATH for an unnamed one. */
 const char *csi_fs_tmp_name(const csi_fs_tmp *t);
+/* The CPUs this process may run on (its affinity mask: a container limited to some CPUs
+ * sees them all in sysconf), at least 1. Not the file system's, but shared as these are. */
+unsigned csi_cpus(void);
 /* Read a whole file of at most MAX bytes; CS_ENOTFOUND when absent. */
 int csi_fs_read_file(char **out, size_t *len_out, const char *path, size_t max, cs_error **err);
 

@@ -29,7 +29,6 @@
 #include "config.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +39,7 @@
 #include <libdeflate.h>
 
 #include "error_int.h"
+#include "fsutil.h"
 #include "pgzip.h"
 
 #define MAX_THREADS 8
@@ -99,21 +99,6 @@ csi_pgzip_set_threads(unsigned n)
     pthread_mutex_lock(&mu);
     want_threads = n;
     pthread_mutex_unlock(&mu);
-}
-
-static unsigned
-cpus(void)
-{
-    long n;
-#ifdef CPU_COUNT
-    cpu_set_t set;
-
-    /* a container limited to some CPUs sees them all in sysconf, not here */
-    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-#endif
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
 }
 
 /* true when the bytes are spread about evenly over all 256 values: random data, or data
@@ -237,7 +222,7 @@ pool_join_users(void)
         pthread_mutex_unlock(&mu);
         return;
     }
-    want = want_threads ? want_threads : cpus();
+    want = want_threads ? want_threads : csi_cpus();
     if (want > MAX_THREADS)
         want = MAX_THREADS;
     stopping = false;

@@ -137,9 +137,9 @@ settings_init(csi_source_settings *st, const cs_source_options *opts, cs_error *
     if (st->opts->jobs > 0) {
         st->jobs = st->opts->jobs < JOBS_MAX ? st->opts->jobs : JOBS_MAX;
     } else {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned cpus = csi_cpus();
 
-        st->jobs = cpus < 1 ? 1 : cpus < JOBS_DEFAULT_MAX ? (int)cpus : JOBS_DEFAULT_MAX;
+        st->jobs = cpus < JOBS_DEFAULT_MAX ? (int)cpus : JOBS_DEFAULT_MAX;
     }
     return 0;
 }

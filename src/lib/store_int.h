@@ -1,4 +1,5 @@
-/* Internal: one scan of the store that store ls, verify and gc (store_admin.c) share: the
+/* Internal: the store handle that store.c opens and store_writer.c writes blobs with, and
+ * one scan of the store that store ls, verify and gc (store_admin.c) share: the
  * blobs on disk, the leftovers of interrupted writes, the refs of index.json and the blobs each
  * needs (see "administration" in include/cachesync/store.h for what a ref needs). */
 #ifndef CS_LIB_STORE_INT_H
@@ -9,6 +10,13 @@
 #include <stdint.h>
 
 #include <cachesync/store.h>
+
+/* The handle (store.c), shared with the writers (store_writer.c). */
+struct cs_store {
+    char *dir;
+    int use_fd;  /* store.lock: shared for the handle's life, exclusive while gc runs */
+    int gate_fd; /* gc.lock, held exclusively between cs_store_lock_exclusive and unlock */
+};
 
 typedef struct csi_store_blob {
     char hex[65];

@@ -10,11 +10,13 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cachesync/store.h>
 #include "cs_test.h"
+#include "hashpipe.h"
 
 static char tmpdir[64];
 static cs_store *store;
@@ -919,6 +921,163 @@ START_TEST(test_open_waits_for_gc)
 }
 END_TEST
 
+/* ---- large blobs: hashed by a thread of their own (hashpipe.c) ---------------------------- */
+
+#define BIG (40u << 20) /* over HASHPIPE_MIN (store_writer.c) */
+
+/* N bytes of xorshift noise from SEED */
+static unsigned char *
+noise(size_t n, uint64_t seed)
+{
+    unsigned char *d = malloc(n);
+    uint64_t x = seed | 1;
+    size_t i;
+
+    ck_assert_ptr_nonnull(d);
+    for (i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        d[i] = (unsigned char)(x >> 24);
+    }
+    return d;
+}
+
+static void
+digest_of(char out[CS_DIGEST_STRLEN], const unsigned char *d, size_t n)
+{
+    cs_hasher *h = NULL;
+    cs_error *err = NULL;
+
+    ck_assert_cs_ok(cs_hasher_new(&h, &err), &err);
+    cs_hasher_update(h, d, n);
+    cs_hasher_final(h, out);
+    cs_hasher_free(h);
+}
+
+/* Write D[FROM, N) to W in uneven pieces, as libcurl hands them over. */
+static void
+write_pieces(cs_store_writer *w, const unsigned char *d, size_t from, size_t n)
+{
+    cs_error *err = NULL;
+    size_t at = from, k = 0;
+
+    while (at < n) {
+        size_t len = 1 + (k++ * 7919) % 300000;
+
+        if (len > n - at)
+            len = n - at;
+        ck_assert_cs_ok(cs_store_writer_write(w, d + at, len, &err), &err);
+        at += len;
+    }
+}
+
+START_TEST(test_hashpipe_direct)
+{
+    const size_t n = 8u << 20, pre = 1000;
+    unsigned char *d = noise(n, 1);
+    char want[CS_DIGEST_STRLEN], got[CS_DIGEST_STRLEN], path[128];
+    csi_hashpipe *p = NULL;
+    cs_hasher *h = NULL;
+    cs_error *err = NULL;
+    size_t at = pre, k = 0;
+    int fd;
+
+    digest_of(want, d, n);
+    snprintf(path, sizeof(path), "%s/pipe", tmpdir);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    /* a prefix hashed before the pipe starts (a resumed download), the rest behind the writes */
+    ck_assert_int_eq(write(fd, d, pre), (ssize_t)pre);
+    ck_assert_cs_ok(cs_hasher_new(&h, &err), &err);
+    cs_hasher_update(h, d, pre);
+    ck_assert_cs_ok(csi_hashpipe_start(&p, fd, path, h, pre, &err), &err);
+    while (at < n) {
+        size_t len = 1 + (k++ * 104729) % 200000;
+
+        if (len > n - at)
+            len = n - at;
+        ck_assert_int_eq(write(fd, d + at, len), (ssize_t)len);
+        at += len;
+        csi_hashpipe_advance(p, at);
+    }
+    ck_assert_cs_ok(csi_hashpipe_finish(p, &err), &err);
+    cs_hasher_final(h, got);
+    ck_assert_str_eq(got, want);
+    cs_hasher_free(h);
+
+    /* told of bytes the file does not hold: an error, not a digest of less */
+    ck_assert_cs_ok(cs_hasher_new(&h, &err), &err);
+    ck_assert_int_eq(ftruncate(fd, 1u << 20), 0);
+    ck_assert_cs_ok(csi_hashpipe_start(&p, fd, path, h, 0, &err), &err);
+    csi_hashpipe_advance(p, 4u << 20);
+    ck_assert_int_eq(csi_hashpipe_finish(p, &err), CS_EIO);
+    ck_assert_ptr_nonnull(strstr(err->message, "shorter"));
+    cs_error_free(err);
+    err = NULL;
+    cs_hasher_free(h);
+
+    /* canceled while it has work: ends at once, and the file stays the caller's */
+    ck_assert_cs_ok(cs_hasher_new(&h, &err), &err);
+    ck_assert_cs_ok(csi_hashpipe_start(&p, fd, path, h, 0, &err), &err);
+    csi_hashpipe_advance(p, 1u << 20);
+    csi_hashpipe_cancel(p);
+    csi_hashpipe_cancel(NULL);
+    cs_hasher_free(h);
+    ck_assert_int_eq(close(fd), 0);
+    free(d);
+}
+END_TEST
+
+/* A large blob through the writer: committed when right; refused, restarted and then
+ * committed when a byte was wrong; resumed with its prefix hashed before the pipe starts;
+ * closed half-written with its pipe still running. */
+START_TEST(test_writer_large)
+{
+    unsigned char *d = noise(BIG, 2);
+    char want[CS_DIGEST_STRLEN], path[256];
+    cs_store_writer *w = NULL;
+    cs_error *err = NULL;
+    struct stat st;
+
+    digest_of(want, d, BIG);
+    ck_assert_cs_ok(cs_store_writer_open(&w, store, want, BIG, &err), &err);
+    d[BIG / 2] ^= 1;
+    write_pieces(w, d, 0, BIG);
+    ck_assert_int_eq(cs_store_writer_commit(w, &err), CS_EDIGEST);
+    cs_error_free(err);
+    err = NULL;
+    ck_assert_uint_eq(cs_store_writer_offset(w), 0);
+    d[BIG / 2] ^= 1;
+    write_pieces(w, d, 0, BIG);
+    ck_assert_cs_ok(cs_store_writer_commit(w, &err), &err);
+    cs_store_writer_close(w);
+    ck_assert(cs_store_has_blob(store, want, BIG));
+
+    /* another blob: 4 MiB, stopped; resumed, then stopped again mid-way; then finished */
+    d[0] ^= 0xff;
+    digest_of(want, d, BIG);
+    ck_assert_cs_ok(cs_store_writer_open(&w, store, want, BIG, &err), &err);
+    write_pieces(w, d, 0, 4u << 20);
+    cs_store_writer_close(w);
+    ck_assert_cs_ok(cs_store_writer_open(&w, store, want, BIG, &err), &err);
+    ck_assert_uint_eq(cs_store_writer_offset(w), 4u << 20);
+    write_pieces(w, d, 4u << 20, 20u << 20);
+    cs_store_writer_close(w);
+    snprintf(path, sizeof(path), "%s/partial/%s", tmpdir, want + 7);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 20u << 20);
+    ck_assert_cs_ok(cs_store_writer_open(&w, store, want, BIG, &err), &err);
+    ck_assert_uint_eq(cs_store_writer_offset(w), 20u << 20);
+    write_pieces(w, d, 20u << 20, BIG);
+    ck_assert_cs_ok(cs_store_writer_verify(w, &err), &err);
+    ck_assert_cs_ok(cs_store_writer_commit(w, &err), &err);
+    cs_store_writer_close(w);
+    ck_assert(cs_store_has_blob(store, want, BIG));
+    free(d);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -935,6 +1094,13 @@ store_suite(void)
     tcase_add_test(tc, test_writer_verify_then_commit);
     tcase_add_test(tc, test_writer_lock_between_processes);
     tcase_add_test(tc, test_set_ref_replaces);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("large");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120); /* valgrind hashes ~140 MB here without SHA extensions */
+    tcase_add_test(tc, test_hashpipe_direct);
+    tcase_add_test(tc, test_writer_large);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("admin");
