@@ -109,11 +109,12 @@ int csi_source_pool_new(csi_source_pool **out, cs_store *store, const csi_source
 int csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t size,
                            const char *diff_id, cs_error **err);
 
-/* Queue finishing SPEC, a layer's compression as it streamed with every byte fed (taken: freed
- * by the pool, also on failure), and committing its blob; as csi_source_pool_submit
+/* Queue committing the blob BLOB (BLOB_SIZE bytes) of SPEC, a layer's compression as it
+ * streamed, finished (taken: freed by the pool, also on failure); as csi_source_pool_submit
  * otherwise. The export's next entry is read meanwhile. */
 int csi_source_pool_submit_spec(size_t *id_out, csi_source_pool *p, csi_source_spec *spec,
-                                const char *diff_id, cs_error **err);
+                                const char *diff_id, const char *blob, int64_t blob_size,
+                                cs_error **err);
 
 /* The job compressing DIFF_ID, if one was submitted. */
 bool csi_source_pool_find(size_t *id_out, const csi_source_pool *p, const char *diff_id);
@@ -239,8 +240,9 @@ int csi_source_loader_end(csi_source_loader *L, int transfer_ret, cs_error *terr
 csi_source_rec *csi_source_loader_resolve(csi_source_loader *L, const char *name);
 
 /* A layer file is complete (R's tmp, digest and diff_id set; SNIFFED its compression; or *SPEC,
- * when SPEC is not NULL, holds its compression as it streamed, every byte fed, and R has no
- * tmp): find its blob, or queue making it (then *SPEC may be taken and set to NULL). */
+ * when SPEC is not NULL, holds its compression as it streamed, finished into R's blob and
+ * blob_size, and R has no tmp): find its blob, or queue making it (then *SPEC may be taken and
+ * set to NULL). */
 int csi_source_loader_layer(csi_source_loader *L, csi_source_rec *r, csi_compression sniffed,
                             csi_source_spec **spec, cs_error **err);
 

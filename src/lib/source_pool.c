@@ -30,8 +30,9 @@ enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED };
 typedef struct job {
     /* set before the job is queued, then read-only */
     char *tmp; /* the layer file: the worker removes it, or csi_source_pool_free when queued */
-    /* or, for a layer compressed as it streamed, its compression, all fed: the job finishes it
-     * and commits its blob (the worker frees it, or csi_source_pool_free when queued) */
+    /* or, for a layer compressed as it streamed, its finished compression: the job commits its
+     * blob, whose digest and size BLOB and BLOB_SIZE hold from the start (the worker frees it,
+     * or csi_source_pool_free when queued) */
     csi_source_spec *spec;
     bool streamed; /* a spec job's: its layer was compressed as it streamed */
     uint64_t size;
@@ -59,11 +60,10 @@ struct csi_source_pool {
     /* under the lock */
     job **jobs; /* in submission order; only the loading thread adds */
     size_t njobs, capjobs;
-    size_t next;   /* the first queued job */
-    size_t nover;  /* jobs done or failed */
-    size_t nspecs; /* spec jobs not over yet */
-    bool closing;  /* no more jobs: threads exit once the queue is empty */
-    bool failed;   /* a job failed: FAIL_CODE, FAIL_ERR say how (the first failure) */
+    size_t next;  /* the first queued job */
+    size_t nover; /* jobs done or failed */
+    bool closing; /* no more jobs: threads exit once the queue is empty */
+    bool failed;  /* a job failed: FAIL_CODE, FAIL_ERR say how (the first failure) */
     int fail_code;
     cs_error *fail_err; /* NULL once handed to the caller */
     uint64_t events;    /* bumped whenever a job starts, progresses or ends */
@@ -201,15 +201,13 @@ out:
     return ret;
 }
 
-/* Finish J's early compression (every byte fed) and make its blob a store blob: the compressor's
- * last blocks, the blob's fsync and rename, off the thread that reads the export. */
+/* Make J's blob, compressed as its layer streamed (the compression finished), a store blob:
+ * its fsync, rename and the directory's fsync, off the thread that reads the export. */
 static int
-finish_spec_job(csi_source_pool *p, job *j, uint64_t *done_out, cs_error **err)
+commit_spec_job(csi_source_pool *p, job *j, uint64_t *done_out, cs_error **err)
 {
-    int ret = csi_source_spec_finish(j->spec, j->blob, &j->blob_size, err);
+    int ret = csi_source_spec_commit(j->spec, p->store, j->blob, err);
 
-    if (ret == 0)
-        ret = csi_source_spec_commit(j->spec, p->store, j->blob, err);
     if (ret == 0)
         *done_out = j->size;
     csi_source_spec_free(j->spec); /* removes the temp blob unless committed */
@@ -242,7 +240,7 @@ worker(void *arg)
         e = NULL;
         done = 0;
         if (j->spec != NULL) {
-            ret = finish_spec_job(p, j, &done, &e);
+            ret = commit_spec_job(p, j, &done, &e);
         } else if (buf != NULL) {
             ret = compress_job(p, j, buf, &done, &e);
         } else {
@@ -254,8 +252,6 @@ worker(void *arg)
         j->state = ret == 0 ? JOB_DONE : JOB_FAILED;
         j->done = done;
         p->nover++;
-        if (j->streamed)
-            p->nspecs--;
         if (ret < 0 && !p->failed) {
             /* the first failure wins; the other jobs stop */
             p->failed = true;
@@ -391,15 +387,6 @@ has_room(const csi_source_pool *p)
     return p->njobs - p->next < (size_t)p->st->jobs;
 }
 
-/* Room for a spec job: none other still open. Each holds a compression stream and its last
- * blocks (pgzip.c: a stream may always take one block buffer beyond the shared budget), so one
- * finishing while the next layer streams keeps the overlap and the memory of two. */
-static bool
-has_spec_room(const csi_source_pool *p)
-{
-    return has_room(p) && p->nspecs == 0;
-}
-
 static bool
 all_over(const csi_source_pool *p)
 {
@@ -433,12 +420,12 @@ add_thread(csi_source_pool *p, cs_error **err)
 
 static int
 submit(size_t *id_out, csi_source_pool *p, char *tmp, csi_source_spec *spec, uint64_t size,
-       const char *diff_id, cs_error **err)
+       const char *diff_id, const char *blob, int64_t blob_size, cs_error **err)
 {
     job *j = NULL, **nj;
     int ret;
 
-    ret = wait_for(p, spec != NULL ? has_spec_room : has_room, err);
+    ret = wait_for(p, has_room, err);
     if (ret < 0)
         goto fail;
     j = calloc(1, sizeof(*j));
@@ -450,6 +437,10 @@ submit(size_t *id_out, csi_source_pool *p, char *tmp, csi_source_spec *spec, uin
     j->spec = spec;
     j->streamed = spec != NULL;
     j->size = size;
+    if (blob != NULL) {
+        snprintf(j->blob, sizeof(j->blob), "%s", blob);
+        j->blob_size = blob_size;
+    }
     snprintf(j->diff_id, sizeof(j->diff_id), "%s", diff_id);
     snprintf(j->what, sizeof(j->what), "compress %.19s", diff_id);
     pthread_mutex_lock(&p->lock);
@@ -471,7 +462,6 @@ submit(size_t *id_out, csi_source_pool *p, char *tmp, csi_source_spec *spec, uin
     if (ret < 0) {
         p->njobs--; /* no thread will ever take it */
     } else {
-        p->nspecs += j->streamed;
         pthread_cond_signal(&p->work);
     }
     pthread_mutex_unlock(&p->lock);
@@ -491,14 +481,15 @@ int
 csi_source_pool_submit(size_t *id_out, csi_source_pool *p, char *tmp, uint64_t size,
                        const char *diff_id, cs_error **err)
 {
-    return submit(id_out, p, tmp, NULL, size, diff_id, err);
+    return submit(id_out, p, tmp, NULL, size, diff_id, NULL, 0, err);
 }
 
 int
 csi_source_pool_submit_spec(size_t *id_out, csi_source_pool *p, csi_source_spec *spec,
-                            const char *diff_id, cs_error **err)
+                            const char *diff_id, const char *blob, int64_t blob_size,
+                            cs_error **err)
 {
-    return submit(id_out, p, NULL, spec, csi_source_spec_in(spec), diff_id, err);
+    return submit(id_out, p, NULL, spec, csi_source_spec_in(spec), diff_id, blob, blob_size, err);
 }
 
 bool
