@@ -65,6 +65,9 @@ typedef struct cs_source_image {
                     * false when nothing had to be: the docker fast path, or an OCI layout */
 } cs_source_image;
 
+/* A blob still being written (library-internal: src/lib/growing.h). */
+typedef struct cs_growing_blob cs_growing_blob;
+
 typedef struct cs_source_options {
     const char *docker_host;     /* NULL: $DOCKER_HOST, else the default socket */
     const char *compression;     /* "gzip" (NULL: the default) or "zstd": docker and archive
@@ -86,6 +89,13 @@ typedef struct cs_source_options {
      * as each is ready, so that a push can upload it while the rest of the export goes on. */
     void (*blob_ready)(void *payload, const char *digest, int64_t size, const char *path);
     void *blob_ready_payload;
+    /* A layer compressed as the export streams it (one that looks new) has grown past an
+     * upload chunk: G follows its blob as it is written, so that a push can upload it before
+     * its compression ends; blob_ready still comes for it once it is complete. The callee
+     * takes a reference of its own (library-internal: src/lib/growing.h). From the thread
+     * that called cs_source_load. NULL: not wanted. */
+    void (*blob_growing)(void *payload, cs_growing_blob *g);
+    void *blob_growing_payload;
 } cs_source_options;
 
 /** Turn SRC into an image ready to push. Blobs that need writing (the config and compressed

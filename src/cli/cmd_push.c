@@ -164,12 +164,11 @@ cmd_push(int argc, char **argv)
     if (cli_g.json)
         print_json(res);
     if (!cli_g.quiet)
-        cli_notef("done in %.2fs: %zu blobs uploaded (%s), %zu mounted, %zu already there; "
+        cli_notef("done in %.2fs: %zu blobs uploaded, %zu mounted, %zu already there (%s sent); "
                   "%zu layers compressed, %zu reused",
-                  res->seconds, res->blobs_uploaded,
+                  res->seconds, res->blobs_uploaded, res->blobs_mounted, res->blobs_present,
                   cli_human_size(b1, sizeof(b1), (long long)res->bytes_uploaded),
-                  res->blobs_mounted, res->blobs_present, res->layers_compressed,
-                  res->layers_reused);
+                  res->layers_compressed, res->layers_reused);
     r = CLI_EXIT_OK;
 out:
     cs_push_result_free(res);

@@ -14,6 +14,7 @@
 #include <cachesync/source.h>
 #include <cachesync/store.h>
 #include "error_int.h"
+#include "growing.h"
 #include "layermap.h"
 #include "log_int.h"
 #include "registry_int.h"
@@ -31,7 +32,15 @@ typedef struct push {
     cs_store *store;
     char *repo_key;     /* "domain/path": how the layer map names this repository */
     pthread_mutex_t mu; /* results, events and the layer map, shared by the uploaders */
+    /* blobs uploaded while they were compressed (under mu; see blob_growing) */
+    struct stream *streams;
+    size_t nstreams, capstreams, nextstream;
 } push;
+
+typedef struct stream {
+    cs_growing_blob *g;
+    bool taken; /* by an uploader, or given up by push_blob */
+} stream;
 
 void
 cs_push_result_free(cs_push_result *r)
@@ -133,6 +142,62 @@ tally(push *p, size_t *counter, uint64_t *bytes, uint64_t n)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Upload G while it is written (an uploader's task); never fails the push: a blob whose
+ * stream failed goes up the usual way once complete. */
+static void
+stream_blob(push *p, cs_registry *reg, cs_growing_blob *g)
+{
+    enum csi_growing_upload how = CSI_GROWING_NOT_SENT;
+    cs_error *e = NULL;
+    uint64_t sent = 0;
+
+    if (csi_registry_upload_growing(reg, p->ref->path, g, &sent, &how, &e) < 0)
+        csi_log(CS_LOG_INFO, "%s; the layer goes up once compressed", e ? e->message : "failed");
+    cs_error_free(e);
+    tally(p, NULL, &p->res->bytes_uploaded, sent);
+    csi_growing_uploaded(g, how, sent);
+}
+
+/* Was B sent while it was compressed (or found present then)? Waits for that upload's end.
+ * A stream not yet started is given up: B goes the usual way. */
+static bool
+streamed(push *p, const cs_source_blob *b)
+{
+    cs_growing_blob *g = NULL;
+    enum csi_growing_upload how;
+    uint64_t sent = 0;
+    size_t i;
+
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < p->nstreams && g == NULL; i++) {
+        if (!csi_growing_is(p->streams[i].g, b->digest))
+            continue;
+        if (!p->streams[i].taken) {
+            p->streams[i].taken = true;
+            break;
+        }
+        g = csi_growing_ref(p->streams[i].g);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (g == NULL)
+        return false;
+    how = csi_growing_upload_wait(g, &sent);
+    csi_growing_unref(g);
+    if (how == CSI_GROWING_UPLOADED) {
+        tally(p, &p->res->blobs_uploaded, NULL, 0);
+        event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "uploaded as it was compressed");
+        return true;
+    }
+    if (how == CSI_GROWING_PRESENT) {
+        /* its digest was known only at the end: the bytes sent before went for nothing */
+        tally(p, &p->res->blobs_present, NULL, 0);
+        event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size,
+              "exists (found once compressed, after %.1f MB of it were sent)", (double)sent / 1e6);
+        return true;
+    }
+    return false;
+}
+
 static int
 push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
 {
@@ -147,6 +212,8 @@ push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
         event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "not uploaded (foreign layer)");
         return 0;
     }
+    if (streamed(p, b))
+        goto seen;
     ret = cs_registry_blob_exists(&exists, reg, p->ref->path, b->digest, b->size, err);
     if (ret < 0)
         return ret;
@@ -169,6 +236,7 @@ push_blob(push *p, cs_registry *reg, const cs_source_blob *b, cs_error **err)
             event(p, CS_PUSH_BLOB, b->digest, (uint64_t)b->size, "uploaded");
         }
     }
+seen:
     /* remember where it is, for mounts into other repositories later */
     pthread_mutex_lock(&p->mu);
     csi_layermap_seen(p->store, b->digest, p->repo_key, NULL);
@@ -217,8 +285,24 @@ upload_worker(void *arg)
         int ret;
 
         pthread_mutex_lock(&u->p->mu);
-        while (!u->stop && u->next == u->n && u->open)
+        while (!u->stop && u->next == u->n && u->p->nextstream == u->p->nstreams && u->open)
             pthread_cond_wait(&u->cv, &u->p->mu);
+        if (!u->stop && u->p->nextstream < u->p->nstreams) {
+            /* a blob being compressed first: whoever meets its digest waits for it */
+            stream *s = &u->p->streams[u->p->nextstream++];
+            cs_growing_blob *g = NULL;
+
+            if (!s->taken) {
+                s->taken = true;
+                g = csi_growing_ref(s->g);
+            }
+            pthread_mutex_unlock(&u->p->mu);
+            if (g != NULL) {
+                stream_blob(u->p, w->reg, g);
+                csi_growing_unref(g);
+            }
+            continue;
+        }
         if (u->stop || u->next == u->n) {
             pthread_mutex_unlock(&u->p->mu);
             break;
@@ -344,6 +428,35 @@ blob_ready(void *payload, const char *digest, int64_t size, const char *path)
     pthread_mutex_unlock(&u->p->mu);
 }
 
+/* cs_source_options.blob_growing: a large new layer is being compressed; an uploader sends
+ * its chunks as they are written (the first free one: streams go before queued blobs). Its
+ * digest comes at the end, and push_blob then waits for this upload instead of making
+ * another. Dropped when it cannot be kept: the blob goes up once complete. */
+static void
+blob_growing(void *payload, cs_growing_blob *g)
+{
+    uploads *u = payload;
+    push *p = u->p;
+
+    pthread_mutex_lock(&p->mu);
+    if (!u->stop && p->nstreams == p->capstreams) {
+        size_t cap = p->capstreams ? p->capstreams * 2 : 8;
+        stream *ns = realloc(p->streams, cap * sizeof(*ns));
+
+        if (ns != NULL) {
+            p->streams = ns;
+            p->capstreams = cap;
+        }
+    }
+    if (!u->stop && p->nstreams < p->capstreams) {
+        p->streams[p->nstreams].g = csi_growing_ref(g);
+        p->streams[p->nstreams].taken = false;
+        p->nstreams++;
+        pthread_cond_signal(&u->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* Queue BLOBS (N), close the queue, wait for the uploaders; the first failure. */
 static int
 uploads_finish(uploads *u, const cs_source_blob **blobs, size_t n, cs_error **err)
@@ -406,6 +519,11 @@ uploads_free(uploads *u)
     }
     free(u->own);
     free(u->q);
+    for (i = 0; i < u->p->nstreams; i++)
+        csi_growing_unref(u->p->streams[i].g);
+    free(u->p->streams);
+    u->p->streams = NULL;
+    u->p->nstreams = u->p->capstreams = u->p->nextstream = 0;
     cs_error_free(u->err);
     pthread_cond_destroy(&u->cv);
     memset(u, 0, sizeof(*u));
@@ -576,6 +694,11 @@ cs_push(cs_push_result **out, const cs_push_options *opts, cs_error **err)
         goto out;
     so.blob_ready = blob_ready;
     so.blob_ready_payload = &up;
+    /* with uploaders of their own, large new layers go up as they are compressed */
+    if (up.nw > 0) {
+        so.blob_growing = blob_growing;
+        so.blob_growing_payload = &up;
+    }
     so.docker_host = opts->docker_host;
     so.compression = opts->compression;
     so.platform = opts->platform;

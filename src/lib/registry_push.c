@@ -13,13 +13,14 @@
 #include <cachesync/digest.h>
 #include <cachesync/manifest.h>
 #include "error_int.h"
+#include "growing.h"
 #include "log_int.h"
 #include "registry_int.h"
 
 /* Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size, so a
  * long upload never rides on one token or one connection (ggcr#2084: a 3.5 GB single PATCH
  * dies at a proxy's 15 minutes). */
-#define CHUNK (64u * 1024 * 1024)
+#define CHUNK CSI_UPLOAD_CHUNK
 
 static int
 push_scope(char **out, const char *repo, const char *from, cs_error **err)
@@ -93,8 +94,7 @@ location(char **out, const csi_http_resp *resp, cs_registry *r, cs_error **err)
     else if (loc[0] == '/')
         *out = strdup(loc); /* relative to the registry: request() prefixes the base */
     else
-        return csi_error_set(err, CS_EPROTO, "%s: unusable upload Location %.100s", r->domain,
-                             loc);
+        return csi_error_set(err, CS_EPROTO, "%s: unusable upload Location %.100s", r->domain, loc);
     return *out == NULL ? csi_error_oom(err) : 0;
 }
 
@@ -225,10 +225,51 @@ with_digest(char **out, const char *url, const char *digest, cs_error **err)
     return 0;
 }
 
-/* One upload attempt: POST, then PUT (small) or PATCH... + PUT (large). */
+/* PATCH bytes [OFF, OFF + N) of FS to *LOC, each with its Content-Range (inclusive, no
+ * "bytes " prefix, spec.md "Pushing a blob in chunks"); *LOC becomes the next Location. */
+static int
+patch_chunk(cs_registry *r, char **loc, file_source *fs, uint64_t off, uint64_t n,
+            const char *scope, const char *what, cs_error **err)
+{
+    static const char *const octet = "Content-Type: application/octet-stream";
+    csi_http_resp resp = {0};
+    csi_http_req req = {0};
+    char range[96];
+    const char *hdrs[] = {octet, range, NULL};
+    int ret;
+
+    /* Content-Length comes from source_size */
+    snprintf(range, sizeof(range), "Content-Range: %" PRIu64 "-%" PRIu64, off, off + n - 1);
+    req.method = "PATCH";
+    req.url = *loc;
+    req.headers = hdrs;
+    req.source = read_file;
+    req.source_rewind = rewind_file;
+    req.source_payload = fs;
+    req.source_sized = true;
+    req.source_size = n;
+    if (source_at(fs, off, n) < 0)
+        return csi_error_errno(err, errno, "seek %s", fs->path);
+    ret = csi_registry_request(&resp, r, &req, scope, err);
+    /* ECR answers a PATCH with 201 (regclient blob.go) */
+    if (ret == 0 && resp.status != 202 && resp.status != 201)
+        ret = csi_registry_status_error(r, &resp, what, err);
+    if (ret == 0) {
+        free(*loc);
+        *loc = NULL;
+        ret = location(loc, &resp, r, err);
+    }
+    csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+/* One upload attempt: POST, then PUT (small) or PATCH... + PUT (large). With G, the blob is
+ * still being written: each chunk goes as soon as the file holds it, and DIGEST and SIZE
+ * come from G once it is done (see csi_registry_upload_growing). */
 static int
 upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, int fd,
-            const char *path, const char *scope, uint64_t *sent, cs_error **err)
+            const char *path, const char *scope, uint64_t *sent, cs_growing_blob *g,
+            enum csi_growing_upload *how, cs_error **err)
 {
     static const char *const octet[] = {"Content-Type: application/octet-stream", NULL};
     csi_http_resp resp = {0};
@@ -241,7 +282,8 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
     if (lseek(fd, 0, SEEK_SET) < 0)
         return csi_error_errno(err, errno, "seek %s", path);
     if (asprintf(&start, "/v2/%s/blobs/uploads/", repo) < 0 ||
-        asprintf(&what, "upload of %s to %s", digest, repo) < 0) {
+        asprintf(&what, "upload of %s to %s",
+                 digest != NULL ? digest : "a layer as it is compressed", repo) < 0) {
         ret = csi_error_oom(err);
         goto out;
     }
@@ -258,39 +300,44 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
     ret = location(&loc, &resp, r, err);
     if (ret < 0)
         goto out;
-    /* large blobs: PATCH chunks, each with its Content-Range (inclusive, no "bytes "
-     * prefix, spec.md "Pushing a blob in chunks"), following each new Location */
-    while ((uint64_t)size > CHUNK && off < (uint64_t)size) {
-        uint64_t n = (uint64_t)size - off < CHUNK ? (uint64_t)size - off : CHUNK;
-        char range[96];
-        const char *hdrs[] = {octet[0], range, NULL};
+    if (g != NULL) {
+        enum csi_growing_state st;
+        uint64_t avail;
+        bool exists = false;
 
-        /* Content-Length comes from source_size */
-        snprintf(range, sizeof(range), "Content-Range: %" PRIu64 "-%" PRIu64, off, off + n - 1);
-        memset(&req, 0, sizeof(req));
-        req.method = "PATCH";
-        req.url = loc;
-        req.headers = hdrs;
-        req.source = read_file;
-        req.source_rewind = rewind_file;
-        req.source_payload = &fs;
-        req.source_sized = true;
-        req.source_size = n;
-        if (source_at(&fs, off, n) < 0) {
-            ret = csi_error_errno(err, errno, "seek %s", path);
+        /* a chunk as soon as the file holds one; the rest below, once it is complete */
+        for (;;) {
+            st = csi_growing_wait(g, off + CHUNK, &avail);
+            if (st != CSI_GROWING_OPEN)
+                break;
+            ret = patch_chunk(r, &loc, &fs, off, CHUNK, scope, what, err);
+            if (ret < 0)
+                goto out;
+            off += CHUNK;
+        }
+        if (st == CSI_GROWING_FAILED) {
+            /* not a blob to push after all: ret 0, the session is cancelled below */
+            *how = CSI_GROWING_NOT_SENT;
             goto out;
         }
-        ret = csi_registry_request(&resp, r, &req, scope, err);
+        digest = csi_growing_digest(g);
+        size = (int64_t)avail;
+        /* its digest known at last: if the registry holds that blob already (the same layer
+         * pushed from elsewhere: compression here is deterministic), the rest stays here and
+         * the session goes instead of a second commit */
+        ret = cs_registry_blob_exists(&exists, r, repo, digest, size, err);
         if (ret < 0)
             goto out;
-        /* ECR answers a PATCH with 201 (regclient blob.go) */
-        if (resp.status != 202 && resp.status != 201) {
-            ret = csi_registry_status_error(r, &resp, what, err);
+        if (exists) {
+            *how = CSI_GROWING_PRESENT;
             goto out;
         }
-        free(loc);
-        loc = NULL;
-        ret = location(&loc, &resp, r, err);
+    }
+    /* large blobs: the (rest of the) chunks, following each new Location */
+    while ((uint64_t)size > CHUNK && off < (uint64_t)size) {
+        uint64_t n = (uint64_t)size - off < CHUNK ? (uint64_t)size - off : CHUNK;
+
+        ret = patch_chunk(r, &loc, &fs, off, n, scope, what, err);
         if (ret < 0)
             goto out;
         off += n;
@@ -323,15 +370,40 @@ upload_once(cs_registry *r, const char *repo, const char *digest, int64_t size, 
         ret = csi_registry_status_error(r, &resp, what, err);
         goto out;
     }
+    if (how != NULL)
+        *how = CSI_GROWING_UPLOADED;
 out:
     *sent += fs.sent;
-    if (ret < 0)
+    if (ret < 0 || (how != NULL && *how != CSI_GROWING_UPLOADED))
         cancel(r, loc, scope);
     free(start);
     free(loc);
     free(put);
     free(what);
     csi_http_resp_dispose(&resp);
+    return ret;
+}
+
+int
+csi_registry_upload_growing(cs_registry *r, const char *repo, cs_growing_blob *g,
+                            uint64_t *sent_out, enum csi_growing_upload *how, cs_error **err)
+{
+    char *scope = NULL;
+    uint64_t sent = 0;
+    int ret;
+
+    *how = CSI_GROWING_NOT_SENT;
+    ret = push_scope(&scope, repo, NULL, err);
+    if (ret == 0)
+        ret = upload_once(r, repo, NULL, 0, csi_growing_fd(g), csi_growing_path(g), scope, &sent, g,
+                          how, err);
+    if (ret < 0) {
+        *how = CSI_GROWING_NOT_SENT;
+        csi_error_wrap(err, "upload to %s/%s while compressing", r->domain, repo);
+    }
+    if (sent_out != NULL)
+        *sent_out = sent;
+    free(scope);
     return ret;
 }
 
@@ -355,7 +427,7 @@ cs_registry_upload_blob(cs_registry *r, const char *repo, const char *digest, in
     for (tries = 0; ret == 0 && tries < 3; tries++) {
         cs_error *e = NULL;
 
-        ret = upload_once(r, repo, digest, size, fd, path, scope, &sent, &e);
+        ret = upload_once(r, repo, digest, size, fd, path, scope, &sent, NULL, NULL, &e);
         if (ret == 0 || ret != CS_ENET || tries == 2) {
             if (ret < 0 && err != NULL) {
                 *err = e;

@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "error_int.h"
+#include "growing.h"
 #include "log_int.h"
 #include "pgzip.h"
 #include "source_int.h"
@@ -38,6 +39,9 @@ struct csi_source_spec {
     csi_compressor *comp;
     uint64_t in, out;
     bool committed;
+    const cs_source_options *opts;
+    cs_growing_blob *g; /* followed by an upload, once past CSI_GROWING_MIN */
+    bool g_tried;
 };
 
 /* What the known blob BLOB (SIZE bytes) decompresses to, mod 2^32: false when unknown. */
@@ -142,11 +146,22 @@ spec_write(void *payload, const char *data, size_t len, cs_error **err)
     csi_source_spec *s = payload;
     int ret = csi_source_write_all(s->fd, data, len, s->tmp, err);
 
-    if (ret == 0) {
-        cs_hasher_update(s->h, data, len);
-        s->out += len;
+    if (ret < 0)
+        return ret;
+    cs_hasher_update(s->h, data, len);
+    s->out += len;
+    if (s->g != NULL) {
+        csi_growing_wrote(s->g, s->out);
+    } else if (!s->g_tried && s->out >= CSI_GROWING_MIN && s->opts->blob_growing != NULL) {
+        /* large enough that its upload had better not wait for the end; when this fails
+         * the blob just goes up once complete */
+        s->g_tried = true;
+        if (csi_growing_new(&s->g, s->tmp, NULL) == 0) {
+            csi_growing_wrote(s->g, s->out);
+            s->opts->blob_growing(s->opts->blob_growing_payload, s->g);
+        }
     }
-    return ret;
+    return 0;
 }
 
 int
@@ -158,6 +173,7 @@ csi_source_spec_start(csi_source_spec **out, csi_source_loader *L, cs_error **er
     if (s == NULL)
         return csi_error_oom(err);
     s->fd = -1;
+    s->opts = L->st->opts;
     ret = cs_hasher_new(&s->h, err);
     if (ret == 0)
         ret = csi_source_tmp_file(&s->fd, &s->tmp, L->tmpdir, "blob", err);
@@ -201,8 +217,11 @@ csi_source_spec_commit(csi_source_spec *s, cs_store *store, const char *blob, cs
 {
     int ret = csi_source_commit_blob(store, s->tmp, blob, err);
 
-    if (ret == 0)
+    if (ret == 0) {
         s->committed = true;
+        if (s->g != NULL)
+            csi_growing_done(s->g, blob, s->out);
+    }
     return ret;
 }
 
@@ -221,6 +240,11 @@ csi_source_spec_free(csi_source_spec *s)
         close(s->fd);
     if (s->tmp != NULL && !s->committed)
         unlink(s->tmp);
+    if (s->g != NULL) {
+        /* not committed (a layer known after all, or a failure): its upload is cancelled */
+        csi_growing_fail(s->g);
+        csi_growing_unref(s->g);
+    }
     free(s->tmp);
     csi_compressor_free(s->comp);
     cs_hasher_free(s->h);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cachesync push under faults, with an image that a real dockerd built with one large random
-# layer (over 64 MiB compressed: two PATCH chunks): a registry connection that dies in the
+# layer (over 64 MiB compressed: two PATCH chunks): the layer goes up as it is compressed, and
+# when the registry holds it already that upload is cancelled; a registry connection that dies in the
 # middle of the upload is retried with a new upload session within the same run; a registry
 # that is stopped during the upload fails with exit 1 and one line, and the next push to a
 # working registry succeeds; on a token registry whose tokens expire every 2 s a slow upload
@@ -51,9 +52,39 @@ RUN dd if=/dev/urandom of=/big.bin bs=1048576 count=80 2>/dev/null
 RUN echo push-faults > /hello.txt
 DF
 build_image a "$ctx" bigapp:1
-export CACHESYNC_STORE=$WORK/store # shared: the large layer is compressed once
 REPO=team/big
 took "image built"
+
+# ---- 0. a large new layer goes up while it is compressed --------------------------------------
+# An empty store knows no layer, so the large one is compressed as the export streams it, and
+# once its blob passes one upload chunk (64 MiB) an uploader follows the file with PATCHes;
+# its digest, known at the end, closes the upload.
+SREF=$reg_REG/team/stream:v1
+assert_exit 0 "push from an empty store" -- env DOCKER_HOST="$a_DOCKER_HOST" \
+    CACHESYNC_STORE="$WORK/store0" "$cs" push --json docker:bigapp:1 "$SREF"
+cp "$WORK/out" "$WORK/stream.json"
+curl -sf -H "$accept" "$reg_REG_URL/v2/team/stream/manifests/v1" -o "$WORK/stream-m.json" ||
+    fail "the manifest is not in the registry"
+sbig=$(jq -r '.layers | max_by(.size) | .digest' "$WORK/stream-m.json")
+assert_contains "$WORK/err" "^${sbig:0:19} uploaded as it was compressed \(" \
+    "the large layer ${sbig:0:19} went up as it was compressed"
+assert_eq "sha256:$(curl -sf "$reg_REG_URL/v2/team/stream/blobs/$sbig" | sha256sum | cut -d' ' -f1)" \
+    "$sbig" "the large layer the registry serves has its digest"
+assert_eq "$(jq -r '.blobs.uploaded == .blobs.total' "$WORK/stream.json")" true "--json: every blob uploaded"
+nput=$(grep -cE '"PUT /v2/team/stream/blobs/uploads/[^ ]*digest=' "$reg_DIR/log" || true)
+# The same push from another empty store: the layer is compressed (and followed) again, and
+# its digest, once known, is one the registry holds: that session is cancelled, not committed.
+assert_exit 0 "the same push again from another empty store" -- env DOCKER_HOST="$a_DOCKER_HOST" \
+    CACHESYNC_STORE="$WORK/store0b" "$cs" push --json docker:bigapp:1 "$SREF"
+assert_contains "$WORK/err" "^${sbig:0:19} exists \(found once compressed, after [0-9.]+ MB of it were sent\)" \
+    "the large layer found present once its digest was known"
+assert_eq "$(jq -r .blobs.uploaded "$WORK/out") $(jq -r '.blobs.present == .blobs.total' "$WORK/out")" "0 true" \
+    "--json: nothing uploaded, every blob present"
+assert_eq "$(grep -cE '"PUT /v2/team/stream/blobs/uploads/[^ ]*digest=' "$reg_DIR/log" || true)" "$nput" \
+    "no blob committed a second time"
+took "streamed upload"
+
+export CACHESYNC_STORE=$WORK/store # shared: the large layer is compressed once
 
 # ---- 1. the registry connection dies 20 MiB into the large layer --------------------------------
 start_proxy drop "$reg_REG_URL" --drop-upload-after $((20 * MiB))
@@ -74,15 +105,20 @@ big_size=$(jq -r '.layers | max_by(.size) | .size' "$WORK/manifest.json")
 ((big_size > 64 * MiB)) || fail "the large layer is only $big_size bytes: not two chunks"
 pass "the large layer ${big:0:19} is $big_size bytes (two PATCH chunks)"
 uploads "$drop_LOG" "$REPO" >"$WORK/drop.uploads"
-sed 's/^/#   /'
+sed 's/^/#   /' "$WORK/drop.uploads"
 assert_contains "$WORK/drop.uploads" "^PATCH 0-$((64 * MiB - 1)) 0 $((20 * MiB)) fault=drop@$((20 * MiB))$" \
     "the proxy dropped the first PATCH chunk after 20 MiB"
-# After the drop: a new session (POST), both chunks again, and the closing PUT.
+# The dropped PATCH was the upload that follows the layer as it is compressed (the store is
+# empty: the layer is new); its failure leaves the blob to the usual upload once complete.
+# After the drop: a new session (POST), both chunks again, and the closing PUT (the small
+# blobs' POST + PUT may come in between).
 sed -n '/fault=drop/,$p' "$WORK/drop.uploads" | tail -n +2 >"$WORK/after-drop"
 tail_chunk="$((64 * MiB))-$((big_size - 1))"
-assert_eq "$(grep -E '^(POST|PATCH) ' "$WORK/after-drop" | head -3 | cut -d' ' -f1-3 | tr '\n' ' ')" \
-    "POST - 202 PATCH 0-$((64 * MiB - 1)) 202 PATCH $tail_chunk 202 " \
-    "after the drop cachesync started a new session and sent both chunks from the start"
+assert_eq "$(grep -E '^PATCH ' "$WORK/after-drop" | head -2 | cut -d' ' -f1-3 | tr '\n' ' ')" \
+    "PATCH 0-$((64 * MiB - 1)) 202 PATCH $tail_chunk 202 " \
+    "after the drop cachesync sent both chunks again from the start"
+assert_eq "$(awk '/^POST - 202/ { post = 1 } /^PATCH/ { print post + 0; exit }' "$WORK/after-drop")" 1 \
+    "in a new session (a POST after the drop)"
 assert_contains "$WORK/after-drop" "^PUT - 201 0$" "the closing PUT (no body) completed the upload"
 assert_eq "$(jq -r '.blobs.uploaded == .blobs.total' "$WORK/drop.json")" true \
     "--json: every blob uploaded"
